@@ -1,0 +1,14 @@
+"""tinyzoo: ImageNet networks adapted to Tiny ImageNet (200 classes, 64x64 images).
+
+Importing this package is cheap (no torch). ``hookimpl`` marks plugin hook
+implementations; ``create`` and ``load`` build adapted networks and import torch only
+when called.
+"""
+
+from __future__ import annotations
+
+from tinyzoo.hookspecs import hookimpl
+from tinyzoo.specs import AdapterSpec, ArchitectureSpec, RecipeSpec, Result
+
+__version__ = "0.1.0"
+__all__ = ["AdapterSpec", "ArchitectureSpec", "RecipeSpec", "Result", "hookimpl", "__version__"]

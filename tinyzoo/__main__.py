@@ -1,0 +1,3 @@
+from tinyzoo.cli import main
+
+main()

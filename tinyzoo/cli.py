@@ -1,0 +1,46 @@
+"""The ``tinyzoo`` command line.
+
+Core commands live in :mod:`tinyzoo.commands`; plugins add theirs through the
+``register_commands`` hook. Nothing here imports torch: commands that need it import it
+inside their body.
+"""
+
+from __future__ import annotations
+
+import click
+
+from tinyzoo import __version__
+from tinyzoo.commands import registry_commands
+from tinyzoo.console import TinyzooGroup
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(cls=TinyzooGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "--version", prog_name="tinyzoo")
+def cli() -> None:
+    """tinyzoo: ImageNet networks adapted to Tiny ImageNet (200 classes, 64x64).
+
+    Start with `tinyzoo list`, then `tinyzoo info NAME`.
+    """
+
+
+for command in registry_commands.COMMANDS:
+    cli.add_command(command)
+
+
+def add_plugin_commands(group: click.Group) -> None:
+    """Let every loaded plugin add its commands (a plugin that raises is disabled)."""
+    from tinyzoo.plugin_loader import get_host, one_line
+
+    host = get_host()
+    for impl in host.pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(cli=group)
+        except Exception as exc:
+            host.mark_failed(impl.plugin_name, f"register_commands raised {one_line(exc)}")
+
+
+def main() -> None:
+    add_plugin_commands(cli)
+    cli.main(prog_name="tinyzoo")

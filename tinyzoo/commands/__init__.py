@@ -1,0 +1,1 @@
+"""The built-in ``tinyzoo`` commands, one module per area."""

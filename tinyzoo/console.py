@@ -1,0 +1,70 @@
+"""Terminal output shared by every command: tables, JSON, progress bars and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import click
+
+from tinyzoo.errors import TinyzooError
+
+
+class CommandError(click.ClickException):
+    """A one-line ``Error: ...`` and an exit code, for any user error."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def as_command_error(exc: TinyzooError) -> CommandError:
+    return CommandError(" ".join(str(exc).split()), getattr(exc, "exit_code", 1))
+
+
+class TinyzooGroup(click.Group):
+    """A click group whose commands turn :class:`TinyzooError` into a one-line error."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TinyzooError as exc:
+            raise as_command_error(exc) from None
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def format_count(n: int | None) -> str:
+    """11689512 -> '11.7M'."""
+    if n is None:
+        return "-"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def print_table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
+    """Columns padded to their widest cell; the last column is left ragged."""
+    rows = [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    click.echo(line(headers))
+    click.echo(line(["-" * w for w in widths]))
+    for row in rows:
+        click.echo(line(row))
+
+
+def progress(iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it", leave: bool = True):
+    """A tqdm progress bar on stderr, silent when stderr is not a terminal and TINYZOO_PROGRESS is unset."""
+    import os
+
+    from tqdm.auto import tqdm
+
+    force = os.environ.get("TINYZOO_PROGRESS")
+    disable = not sys.stderr.isatty() if force is None else force in ("0", "")
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, disable=disable, file=sys.stderr, dynamic_ncols=True)

@@ -1,0 +1,168 @@
+"""Finding and loading plugins from the ``tinyzoo`` entry-point group.
+
+Entry points are loaded one at a time (pluggy's ``load_setuptools_entrypoints`` stops at
+the first plugin that raises): a plugin that fails to import, or whose hook
+implementations are misspelled, is skipped with a one-line warning on stderr and kept
+in :attr:`PluginHost.records` with its error, for ``tinyzoo plugins``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from tinyzoo import hookspecs
+
+GROUP = "tinyzoo"
+LOAD_ENV = "TINYZOO_LOAD_PLUGINS"
+OWN_DIST = "tinyzoo"
+
+
+@dataclass
+class PluginRecord:
+    """One plugin as ``tinyzoo plugins`` shows it."""
+
+    name: str
+    module: str
+    package: str | None = None
+    version: str | None = None
+    builtin: bool = False
+    status: str = "loaded"  # loaded | failed | disabled
+    error: str | None = None
+    hooks: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on a single line."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def warn(message: str) -> None:
+    print(f"tinyzoo: warning: {message}", file=sys.stderr)
+
+
+def allowed_plugins() -> set[str] | None:
+    """Entry-point names listed in TINYZOO_LOAD_PLUGINS, or None when it is unset."""
+    value = os.environ.get(LOAD_ENV)
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+class PluginHost:
+    """A pluggy manager with tinyzoo's hook specifications and a record per plugin."""
+
+    def __init__(self, load_entry_points: bool = True):
+        self.pm = pluggy.PluginManager(GROUP)
+        self.pm.add_hookspecs(hookspecs)
+        self.records: dict[str, PluginRecord] = {}
+        self._registry = None
+        if load_entry_points:
+            self.load_entry_points()
+
+    # -- loading -------------------------------------------------------------------
+    def load_entry_points(self) -> None:
+        allowed = allowed_plugins()
+        for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
+            if ep.name in self.records:
+                continue
+            dist = getattr(ep, "dist", None)
+            record = PluginRecord(
+                name=ep.name,
+                module=ep.value,
+                package=dist.metadata["Name"] if dist else None,
+                version=dist.version if dist else None,
+                builtin=bool(dist) and dist.metadata["Name"] == OWN_DIST,
+            )
+            self.records[ep.name] = record
+            if allowed is not None and ep.name not in allowed:
+                record.status = "disabled"
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin must not break tinyzoo
+                self._fail(record, f"failed to import: {one_line(exc)}")
+                continue
+            self._register(record, plugin)
+
+    def register(self, plugin: Any, name: str, *, builtin: bool = False) -> PluginRecord:
+        """Register a plugin object directly (tests, notebooks); returns its record."""
+        module = getattr(plugin, "__name__", type(plugin).__name__)
+        record = PluginRecord(name=name, module=module, builtin=builtin)
+        self.records[name] = record
+        self._register(record, plugin)
+        return record
+
+    def unregister(self, name: str) -> None:
+        """Remove a plugin registered under ``name`` and forget what it registered."""
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
+        self.records.pop(name, None)
+        self._registry = None
+
+    def _register(self, record: PluginRecord, plugin: Any) -> None:
+        try:
+            self.pm.register(plugin, name=record.name)
+        except Exception as exc:
+            self._fail(record, f"rejected: {one_line(exc)}")
+            return
+        try:
+            self.pm.check_pending()  # hook implementations that match no hook name
+        except pluggy.PluginValidationError as exc:
+            self.pm.unregister(name=record.name)
+            self._fail(record, f"rejected: {one_line(exc)}")
+            return
+        record.hooks = sorted(
+            {impl.function.__name__ for caller in self.pm.get_hookcallers(plugin) or [] for impl in caller.get_hookimpls() if impl.plugin is plugin}
+        )
+        self._registry = None
+
+    def _fail(self, record: PluginRecord, error: str) -> None:
+        record.status = "failed"
+        record.error = error
+        warn(f"plugin {record.name!r} skipped: {error}")
+
+    def mark_failed(self, name: str, error: str) -> None:
+        """Disable a plugin whose hook raised or conflicted while the registry was built."""
+        record = self.records.get(name)
+        if record is None:
+            record = self.records[name] = PluginRecord(name=name, module=name)
+        self._fail(record, error)
+        if self.pm.get_plugin(name) is not None:
+            self.pm.unregister(name=name)
+
+    # -- the registry built from the loaded plugins -----------------------------------
+    @property
+    def registry(self):
+        """The :class:`tinyzoo.registry.Registry` of everything the plugins registered."""
+        if self._registry is None:
+            from tinyzoo.registry import Registry
+
+            self._registry = Registry.collect(self)
+        return self._registry
+
+
+_host: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide plugin host, loading entry points on first use."""
+    global _host
+    if _host is None:
+        _host = PluginHost()
+    return _host
+
+
+def reset_host() -> None:
+    """Forget the loaded plugins (the next :func:`get_host` loads them again)."""
+    global _host
+    _host = None

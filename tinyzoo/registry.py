@@ -1,0 +1,131 @@
+"""The registry: every architecture, adapter and recipe that the loaded plugins registered.
+
+Built once per process from :class:`tinyzoo.plugin_loader.PluginHost`. Each plugin's
+hooks are called with a ``register`` callback; a plugin whose hook raises, registers
+the wrong type, or registers a name another plugin already owns is refused whole
+(nothing it registered is kept), with a one-line warning that names both plugins.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import replace
+from typing import Any
+
+from tinyzoo.errors import DuplicateNameError, UnknownNameError
+from tinyzoo.plugin_loader import PluginHost, one_line
+from tinyzoo.specs import AdapterSpec, ArchitectureSpec, RecipeSpec
+
+KINDS = {
+    "architecture": ("register_architectures", ArchitectureSpec),
+    "adapter": ("register_adapters", AdapterSpec),
+    "recipe": ("register_recipes", RecipeSpec),
+}
+TIMM_PREFIX = "timm:"
+
+
+class Registry:
+    """Name -> spec tables for architectures, adapters and recipes."""
+
+    def __init__(self) -> None:
+        self.architectures: dict[str, ArchitectureSpec] = {}
+        self.adapters: dict[str, AdapterSpec] = {}
+        self.recipes: dict[str, RecipeSpec] = {}
+
+    def table(self, kind: str) -> dict[str, Any]:
+        return {"architecture": self.architectures, "adapter": self.adapters, "recipe": self.recipes}[kind]
+
+    # -- building ------------------------------------------------------------------
+    @classmethod
+    def collect(cls, host: PluginHost) -> "Registry":
+        contributions: dict[str, list[tuple[str, Any]]] = {}
+        order: list[str] = []
+        for kind, (hook_name, spec_type) in KINDS.items():
+            for impl in getattr(host.pm.hook, hook_name).get_hookimpls():
+                plugin = impl.plugin_name
+                if plugin not in contributions:
+                    contributions[plugin] = []
+                    order.append(plugin)
+                if contributions[plugin] is None:
+                    continue
+                found: list[tuple[str, Any]] = []
+
+                def register(spec, _kind=kind, _type=spec_type, _found=found, _plugin=plugin):
+                    if not isinstance(spec, _type):
+                        raise TypeError(f"register() in {_plugin!r} got {type(spec).__name__}, expected {_type.__name__}")
+                    _found.append((_kind, replace(spec, plugin=_plugin)))
+
+                try:
+                    impl.function(register=register)
+                except Exception as exc:
+                    host.mark_failed(plugin, f"{hook_name} raised {one_line(exc)}")
+                    contributions[plugin] = None
+                    continue
+                contributions[plugin].extend(found)
+
+        # Built-in plugins first, so that a third party that reuses a name is the one refused.
+        def rank(plugin: str) -> tuple[bool, str]:
+            record = host.records.get(plugin)
+            return (not (record and record.builtin), plugin)
+
+        registry = cls()
+        for plugin in sorted((p for p in order if contributions[p] is not None), key=rank):
+            try:
+                registry._merge(plugin, contributions[plugin])
+            except DuplicateNameError as exc:
+                host.mark_failed(plugin, str(exc))
+        return registry
+
+    def _merge(self, plugin: str, items: list[tuple[str, Any]]) -> None:
+        seen: dict[tuple[str, str], str] = {}
+        for kind, spec in items:
+            owner = self.table(kind).get(spec.name)
+            if owner is not None:
+                raise DuplicateNameError(kind, spec.name, owner.plugin, plugin)
+            if (kind, spec.name) in seen:
+                raise DuplicateNameError(kind, spec.name, plugin, plugin)
+            seen[(kind, spec.name)] = plugin
+        for kind, spec in items:  # all or nothing
+            self.table(kind)[spec.name] = spec
+
+    # -- lookups -------------------------------------------------------------------
+    def architecture(self, name: str) -> ArchitectureSpec:
+        """The spec registered as ``name``; ``timm:<model>`` names any timm model."""
+        if name in self.architectures:
+            return self.architectures[name]
+        if name.startswith(TIMM_PREFIX):
+            from tinyzoo.timm_catalog import timm_spec
+
+            return timm_spec(name[len(TIMM_PREFIX):])
+        raise UnknownNameError("architecture", name, self.architectures)
+
+    def adapter(self, name: str) -> AdapterSpec:
+        if name not in self.adapters:
+            raise UnknownNameError("adapter", name, self.adapters)
+        return self.adapters[name]
+
+    def recipe(self, name: str) -> RecipeSpec:
+        if name not in self.recipes:
+            raise UnknownNameError("recipe", name, self.recipes)
+        return self.recipes[name]
+
+    def list_architectures(self, pattern: str | None = None) -> list[ArchitectureSpec]:
+        """Registered architectures matching a shell-style pattern, sorted by name.
+
+        A pattern starting with ``timm:`` lists timm's models instead (imports timm).
+        """
+        if pattern and pattern.startswith(TIMM_PREFIX):
+            from tinyzoo.timm_catalog import list_timm
+
+            return list_timm(pattern[len(TIMM_PREFIX):] or "*")
+        names = sorted(self.architectures)
+        if pattern:
+            names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        return [self.architectures[n] for n in names]
+
+
+def get_registry() -> Registry:
+    """The registry of the process-wide plugin host."""
+    from tinyzoo.plugin_loader import get_host
+
+    return get_host().registry
