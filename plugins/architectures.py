@@ -49,14 +49,14 @@ def _vgg(name, params, report=FLEURET, results=()):
     )
 
 
-def _scratch(name, family, builder, params, *, report, results=(), options=None, **kw):
+def _scratch(name, family, builder, params, *, report, results=(), options=None, input_size=64, **kw):
     return ArchitectureSpec(
         name=name,
         family=family,
         source="tinyzoo",
         builder=builder,
         weights=None,
-        input_size=64,
+        input_size=input_size,
         num_classes=200,
         stems=SCRATCH_STEMS,
         params=params,
@@ -126,6 +126,67 @@ ARCHITECTURES = [
         params=1_235_496, report=YU, stems=("keep", "resize"),
         first_conv="features.0", classifier="classifier.1",
         description="SqueezeNet 1.1; its head is a 1x1 convolution (torchvision)",
+    ),
+]
+
+
+WIDTH = {"width": "channel multiplier; 0.25 gives the report's 'less filters' variant"}
+
+ARCHITECTURES += [
+    _scratch(
+        "resnet20_zhai", "resnet_zhai", "tinyzoo_plugins.models.zhai:resnet20_zhai", 3_649_032,
+        report=ZHAI, options=WIDTH,
+        results=(
+            Result(ZHAI, "from scratch", 45.59),
+            Result(ZHAI, "from scratch, less filters (width 0.25)", 40.13),
+            Result(YU, "from scratch, 10 epochs (Yu's ResNet-20)", 55.4, 45.0),
+        ),
+        first_conv="stem.conv", stem_pools=("stem.pool",), classifier="fc",
+        description="Zhai's ResNet-20: bottleneck blocks in three stages (64/128/256), 2-2-2 replicas",
+    ),
+    _scratch(
+        "resnet38_zhai", "resnet_zhai", "tinyzoo_plugins.models.zhai:resnet38_zhai", 6_793_992,
+        report=ZHAI, options=WIDTH,
+        results=(
+            Result(ZHAI, "from scratch", 44.03),
+            Result(ZHAI, "from scratch, less filters (width 0.25)", 38.28),
+        ),
+        first_conv="stem.conv", stem_pools=("stem.pool",), classifier="fc",
+        description="Zhai's ResNet-38: bottleneck blocks in three stages (64/128/256), 3-5-4 replicas",
+    ),
+    _scratch(
+        "yu_baseline", "plain", "tinyzoo_plugins.models.yu:yu_baseline", 13_054_984,
+        report=YU, results=(Result(YU, "from scratch, 10 epochs", 33.04),),
+        first_conv="features.conv", stem_pools=("features.pool",), classifier="classifier.out",
+        description="Yu's one-layer baseline: conv-ReLU-pool-FC-ReLU-FC",
+    ),
+    _scratch(
+        "alexnet_yu", "alexnet_yu", "tinyzoo_plugins.models.yu:alexnet_yu", 15_303_176,
+        report=YU, results=(Result(YU, "from scratch, 10 epochs", 43.65),), input_size=56,
+        first_conv="features.conv1a", stem_pools=("features.pool1",), classifier="classifier.out",
+        description="Yu's reduced AlexNet for 56x56 crops (Table 2)",
+    ),
+    _scratch(
+        "googlenet_yu", "googlenet_yu", "tinyzoo_plugins.models.yu:googlenet_yu", 2_892_136,
+        report=YU, results=(Result(YU, "from scratch, 10 epochs", 49.4),), input_size=56,
+        first_conv="stem.conv1.conv", stem_pools=("stem.pool",), classifier="fc",
+        aux_classifiers=("aux1.fc2", "aux2.fc2"),
+        description="Yu's half-width GoogLeNet with two auxiliary classifiers (model.aux_logits in training)",
+    ),
+    _scratch(
+        "inception_v3_milani", "inception_milani", "tinyzoo_plugins.models.milani:inception_v3_milani", 2_958_536,
+        report=MILANI, options={"dropout": "dropout before the head (0.2 = the report's 'regularized' run)"},
+        results=(
+            Result(MILANI, "from scratch, single best snapshot", 48.5),
+            Result(MILANI, "from scratch, 9-snapshot ensemble", 52.2, 47.7),
+        ),
+        first_conv="stem.conv1.conv", stem_pools=("stem.pool1", "stem.pool2"), classifier="fc",
+        description="Milani's shallower, narrower Inception-v3 for 64x64, BatchNorm before every ReLU",
+    ),
+    _scratch(
+        "lenet5", "lenet", "tinyzoo_plugins.models.lenet:lenet5", 354_636,
+        report=FLEURET, first_conv="features.conv1", stem_pools=("features.pool1", "features.pool2"),
+        classifier="classifier.fc3", description="LeNet-5 adapted to 3x64x64 input",
     ),
 ]
 

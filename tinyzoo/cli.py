@@ -25,8 +25,11 @@ def cli() -> None:
     """
 
 
-for command in registry_commands.COMMANDS:
-    cli.add_command(command)
+# Each module in tinyzoo/commands/ exposes COMMANDS; add a module here to add its commands.
+COMMAND_MODULES = (registry_commands,)
+for module in COMMAND_MODULES:
+    for command in module.COMMANDS:
+        cli.add_command(command)
 
 
 def add_plugin_commands(group: click.Group) -> None:

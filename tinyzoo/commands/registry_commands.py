@@ -27,7 +27,7 @@ def list_command(pattern: str | None, as_json: bool) -> None:
         print_json([s.to_dict() for s in specs])
         return
     if not specs:
-        click.echo(f"no architecture matches {pattern!r}", err=True)
+        click.echo(f"no architecture matches {pattern!r}" if pattern else "no architectures registered (see `tinyzoo plugins`)", err=True)
         return
     rows = []
     for s in specs:

@@ -1,0 +1,42 @@
+"""A non-editable install (a built wheel) carries the plugins and recipes under namespaced names."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+
+from conftest import REPO
+
+
+def test_wheel_carries_plugins_and_recipes(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    for name in ("tinyzoo", "plugins", "recipes"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(tmp_path / "dist"), str(src)],
+        check=True, capture_output=True, text=True,
+    )
+    (wheel,) = (tmp_path / "dist").glob("tinyzoo-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+
+    top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
+    assert top_level == {"tinyzoo", "tinyzoo_plugins", "tinyzoo_recipes"}  # never a bare `plugins`
+    for path in (REPO / "plugins").rglob("*.py"):
+        assert f"tinyzoo_plugins/{path.relative_to(REPO / 'plugins').as_posix()}" in names
+    for path in (REPO / "recipes").rglob("*"):
+        if path.is_file() and path.suffix in (".py", ".toml"):
+            assert f"tinyzoo_recipes/{path.relative_to(REPO / 'recipes').as_posix()}" in names
+    for path in (REPO / "tinyzoo").rglob("*.py"):
+        assert f"tinyzoo/{path.relative_to(REPO / 'tinyzoo').as_posix()}" in names, path
+
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["tinyzoo"]
+    for name, module in declared.items():
+        assert f"{name} = {module}" in text

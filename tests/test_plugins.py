@@ -1,0 +1,187 @@
+"""The plugin system: entry points, broken plugins, duplicates, misspelled hooks, and the docs."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import tinyzoo
+from tinyzoo import hookspecs
+from tinyzoo.errors import UnknownNameError
+from tinyzoo.plugin_loader import PluginHost
+from tinyzoo.specs import ArchitectureSpec, RecipeSpec
+
+from conftest import REPO
+
+EXAMPLE = REPO / "docs" / "examples" / "tinyzoo-example-plugin"
+
+
+def arch(name: str, **kw) -> ArchitectureSpec:
+    return ArchitectureSpec(name=name, family="toy", source="tinyzoo", builder="toy:build", **kw)
+
+
+class ToyPlugin:
+    @tinyzoo.hookimpl
+    def register_architectures(self, register):
+        register(arch("toy_net"))
+
+    @tinyzoo.hookimpl
+    def register_recipes(self, register):
+        register(RecipeSpec(name="toy-recipe", data={"model": {"arch": "toy_net"}}))
+
+
+def test_registered_plugin_contributes_and_unregisters():
+    host = PluginHost(load_entry_points=False)
+    host.register(ToyPlugin(), "toy")
+    assert host.registry.architecture("toy_net").plugin == "toy"
+    assert host.registry.recipe("toy-recipe").plugin == "toy"
+    host.unregister("toy")
+    with pytest.raises(UnknownNameError):
+        host.registry.architecture("toy_net")
+
+
+def test_duplicate_name_is_refused_naming_both_plugins(capsys):
+    class Second:
+        @tinyzoo.hookimpl
+        def register_architectures(self, register):
+            register(arch("other_net"))
+            register(arch("toy_net"))
+
+    host = PluginHost(load_entry_points=False)
+    host.register(ToyPlugin(), "a-first")
+    host.register(Second(), "b-second")
+    registry = host.registry
+    # All or nothing: the refused plugin keeps none of its names.
+    assert "other_net" not in registry.architectures
+    assert registry.architecture("toy_net").plugin == "a-first"
+    record = host.records["b-second"]
+    assert record.status == "failed"
+    assert record.error == "architecture 'toy_net' is registered by both plugin 'a-first' and plugin 'b-second'"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["tinyzoo: warning: plugin 'b-second' skipped: architecture 'toy_net' is registered by both plugin 'a-first' and plugin 'b-second'"]
+
+
+def test_builtin_plugin_wins_a_duplicate():
+    class Impostor:
+        @tinyzoo.hookimpl
+        def register_architectures(self, register):
+            register(arch("resnet18"))
+
+    host = PluginHost(load_entry_points=False)
+    host.register(Impostor(), "aaa-impostor")
+    import tinyzoo_plugins.architectures as builtin
+
+    host.register(builtin, "tinyzoo-architectures", builtin=True)
+    assert host.registry.architecture("resnet18").plugin == "tinyzoo-architectures"
+    assert "'tinyzoo-architectures' and plugin 'aaa-impostor'" in host.records["aaa-impostor"].error
+
+
+def test_misspelled_hook_is_rejected(capsys):
+    class Typo:
+        @tinyzoo.hookimpl
+        def register_architecture(self, register):  # missing the final "s"
+            register(arch("typo_net"))
+
+    host = PluginHost(load_entry_points=False)
+    record = host.register(Typo(), "typo")
+    assert record.status == "failed"
+    assert "register_architecture" in record.error and record.error.startswith("rejected: PluginValidationError")
+    assert "typo_net" not in host.registry.architectures
+    assert "plugin 'typo' skipped" in capsys.readouterr().err
+
+
+def test_hook_that_raises_disables_only_that_plugin():
+    class Raises:
+        @tinyzoo.hookimpl
+        def register_architectures(self, register):
+            raise RuntimeError("boom\nsecond line")
+
+    host = PluginHost(load_entry_points=False)
+    host.register(ToyPlugin(), "toy")
+    host.register(Raises(), "raises")
+    assert "toy_net" in host.registry.architectures
+    assert host.records["raises"].error == "register_architectures raised RuntimeError: boom second line"
+
+
+def test_register_with_wrong_type_is_refused():
+    class WrongType:
+        @tinyzoo.hookimpl
+        def register_architectures(self, register):
+            register({"name": "dict_net"})
+
+    host = PluginHost(load_entry_points=False)
+    host.register(WrongType(), "wrong")
+    host.registry
+    assert host.records["wrong"].error == "register_architectures raised TypeError: register() in 'wrong' got dict, expected ArchitectureSpec"
+
+
+def test_every_hook_is_documented():
+    doc = (REPO / "docs" / "plugins.md").read_text()
+    hooks = [name for name in dir(hookspecs) if name.startswith("register_")]
+    assert hooks == ["register_adapters", "register_architectures", "register_commands", "register_recipes"]
+    for name in hooks:
+        assert re.search(rf"^### `{name}\(", doc, re.M), f"docs/plugins.md has no section for {name}"
+        assert getattr(hookspecs, name).__doc__, f"{name} has no docstring"
+
+
+# -- real entry-point metadata, in subprocesses ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory):
+    """A folder on PYTHONPATH holding the example plugin, installed by pip (real dist-info),
+    and a broken plugin whose import raises."""
+    site = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         "--target", str(site), str(EXAMPLE)],
+        check=True, capture_output=True, text=True,
+    )
+    (site / "tinyzoo_broken_plugin.py").write_text("raise ImportError('this plugin is broken on purpose')\n")
+    dist = site / "tinyzoo_broken_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tinyzoo-broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[tinyzoo]\nbroken = tinyzoo_broken_plugin\n")
+    return site
+
+
+def test_example_plugin_is_found_through_entry_points(plugin_site, cli):
+    env = {"PYTHONPATH": str(plugin_site)}
+    listing = cli("list", "--json", env=env)
+    assert listing.returncode == 0, listing.stderr
+    names = {spec["name"]: spec for spec in json.loads(listing.stdout)}
+    assert names["tiny_cnn"]["plugin"] == "example"
+    assert "resnet18" in names  # the broken plugin did not take the built-ins down
+    assert listing.stderr.strip().splitlines() == [
+        "tinyzoo: warning: plugin 'broken' skipped: failed to import: ImportError: this plugin is broken on purpose"
+    ]
+
+    plugins = cli("plugins", "--json", env=env)
+    records = {r["name"]: r for r in json.loads(plugins.stdout)}
+    assert records["example"]["package"] == "tinyzoo-example-plugin"
+    assert records["example"]["hooks"] == ["register_architectures", "register_recipes"]
+    assert records["broken"]["status"] == "failed"
+    assert records["broken"]["error"] == "failed to import: ImportError: this plugin is broken on purpose"
+    assert "tinyzoo-architectures" not in records  # built-ins only with --all
+
+    table = cli("plugins", env=env).stdout
+    assert re.search(r"^broken\s+tinyzoo-broken-plugin\s+1\.0\s+failed\s+failed to import", table, re.M)
+
+
+def test_load_plugins_variable_restricts_loading(plugin_site, cli):
+    env = {"PYTHONPATH": str(plugin_site), "TINYZOO_LOAD_PLUGINS": "example"}
+    listing = cli("list", "--json", env=env)
+    assert listing.returncode == 0 and listing.stderr == ""
+    assert [s["name"] for s in json.loads(listing.stdout)] == ["tiny_cnn"]
+    records = {r["name"]: r for r in json.loads(cli("plugins", "--all", "--json", env=env).stdout)}
+    assert records["tinyzoo-architectures"]["status"] == "disabled"
+    assert records["broken"]["status"] == "disabled"
+
+    builtins_only = cli("list", "--json", env={"PYTHONPATH": str(plugin_site), "TINYZOO_LOAD_PLUGINS": "tinyzoo-architectures"})
+    assert "tiny_cnn" not in builtins_only.stdout and "resnet18" in builtins_only.stdout

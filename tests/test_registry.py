@@ -1,0 +1,114 @@
+"""The registry's contents: every network of the reports, with metadata that matches the built model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tinyzoo.registry import get_registry
+
+PRETRAINED = [
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg16", "vgg19", "alexnet", "googlenet",
+    "inception_v3", "squeezenet1_1", "densenet121", "resnext50_32x4d", "wide_resnet50_2",
+]
+SCRATCH = ["resnet20_zhai", "resnet38_zhai", "yu_baseline", "alexnet_yu", "googlenet_yu", "inception_v3_milani", "lenet5"]
+FIELDS = {
+    "name", "family", "source", "weights", "input_size", "stems", "params", "report", "results",
+    "first_conv", "classifier", "num_classes", "plugin",
+}
+TORCHVISION_WEIGHTS = {
+    "alexnet": "torchvision:AlexNet_Weights.IMAGENET1K_V1",
+    "googlenet": "torchvision:GoogLeNet_Weights.IMAGENET1K_V1",
+    "squeezenet1_1": "torchvision:SqueezeNet1_1_Weights.IMAGENET1K_V1",
+}
+
+
+def test_list_json_has_every_report_network_with_its_metadata(cli):
+    result = cli("list", "--json")
+    assert result.returncode == 0, result.stderr
+    specs = {s["name"]: s for s in json.loads(result.stdout)}
+    assert set(PRETRAINED + SCRATCH) <= set(specs)
+    for name in PRETRAINED + SCRATCH:
+        assert FIELDS <= set(specs[name]), name
+    for name in PRETRAINED:
+        expected = TORCHVISION_WEIGHTS.get(name, f"hf-hub:timm/{name}.tv_in1k")
+        assert specs[name]["weights"] == expected
+        assert specs[name]["source"] == ("torchvision" if name in TORCHVISION_WEIGHTS else "timm")
+    for name in SCRATCH:
+        assert specs[name]["weights"] is None and specs[name]["source"] == "tinyzoo"
+    kim = specs["resnet18"]["results"][0]
+    assert (kim["report"], kim["val_top1"], kim["val_top5"], kim["test_top1"]) == ("kim2016", 75.01, 91.86, 68.9)
+
+
+def test_info_resnet18_shows_weights_stems_and_kims_result(cli):
+    out = cli("info", "resnet18").stdout
+    assert "hf-hub:timm/resnet18.tv_in1k" in out
+    assert "keep, small, resize" in out
+    assert "75.01%" in out and "91.86%" in out
+
+
+def test_unknown_name_exits_2_with_one_line_and_close_names(cli):
+    result = cli("info", "resnt18")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == "Error: unknown architecture 'resnt18'; did you mean: resnet18, resnet152, resnet101?\n"
+
+
+def test_list_pattern_is_shell_style(cli):
+    names = [s["name"] for s in json.loads(cli("list", "resnet?0*", "--json").stdout)]
+    assert names == ["resnet101", "resnet20_zhai", "resnet50"]
+
+
+@pytest.mark.parametrize("args", [["list"], ["list", "--json"], ["info", "resnet18"], ["plugins", "--all"], ["--help"], ["info", "-h"]])
+def test_metadata_commands_import_no_torch(args):
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = ['tinyzoo', *{args!r}]\n"
+        "try:\n    runpy.run_module('tinyzoo', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "heavy = sorted(m for m in ('torch', 'torchvision', 'timm') if m in sys.modules)\n"
+        "sys.stderr.write('HEAVY=' + ','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.endswith("HEAVY="), result.stderr[-300:]
+
+
+def test_timm_models_are_listed_on_request(cli):
+    result = cli("list", "timm:resnet18*", "--json")
+    specs = {s["name"]: s for s in json.loads(result.stdout)}
+    assert "timm:resnet18" in specs and "timm:resnet18d" in specs
+    assert specs["timm:resnet18"]["first_conv"] == "conv1" and specs["timm:resnet18"]["family"] == "resnet"
+    assert cli("info", "timm:not_a_model").returncode == 2
+
+
+def _module(model, path):
+    return model.get_submodule(path)
+
+
+@pytest.mark.parametrize("name", PRETRAINED + SCRATCH)
+def test_spec_matches_the_built_network(name):
+    """Schema test over every built-in spec: parameter count and layer names are real."""
+    import torch
+    from torch import nn
+
+    from tinyzoo.builders import build
+
+    spec = get_registry().architecture(name)
+    with torch.device("meta"):
+        model = build(spec)
+    assert sum(p.numel() for p in model.parameters()) == spec.params
+    conv = _module(model, spec.first_conv)
+    assert isinstance(conv, nn.Conv2d) and conv.in_channels == 3
+    head = _module(model, spec.classifier)
+    assert isinstance(head, (nn.Linear, nn.Conv2d))
+    assert (head.out_features if isinstance(head, nn.Linear) else head.out_channels) == spec.num_classes
+    for path in spec.aux_classifiers:
+        assert _module(model, path).out_features == spec.num_classes
+    for path in spec.stem_pools:
+        assert isinstance(_module(model, path), (nn.MaxPool2d, nn.AvgPool2d)), path
+    assert spec.input_size in (56, 64, 224, 299)
+    assert "keep" in spec.stems
