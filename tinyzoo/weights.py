@@ -1,0 +1,322 @@
+"""Weight sources: what ``--weights`` accepts, reading the tensors safely, and checking they fit.
+
+A source is one string:
+
+- ``hf-hub:ORG/REPO[@REVISION]``: ``model.safetensors`` of a Hugging Face Hub repo (through
+  :mod:`tinyzoo.hub`, its cache and offline rules); the default of timm-backed architectures;
+- ``torchvision:WEIGHTS_NAME``: torchvision's checkpoint (``AlexNet_Weights.IMAGENET1K_V1``),
+  checked against the hash in its file name and read with ``torch.load(weights_only=True)``;
+- a path: a ``.safetensors`` file, a directory holding ``model.safetensors`` (what
+  ``tinyzoo adapt --out`` writes), or a ``.pth``/``.pt``/``.bin`` file read with
+  ``torch.load(weights_only=True)``;
+- ``none``: random initialisation.
+
+Nothing ever unpickles arbitrary objects: pickle files go through ``weights_only=True``,
+which refuses anything but tensors and plain containers, and from the Hub only
+safetensors are read.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tinyzoo import hub
+from tinyzoo.errors import TinyzooError
+
+HF_HUB_PREFIXES = ("hf-hub:", "hf_hub:")
+TORCHVISION_PREFIX = "torchvision:"
+SAFETENSORS_SUFFIX = ".safetensors"
+PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+REPO_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+TORCHVISION_NAME_RE = re.compile(r"\w+_Weights\.\w+")
+# timm passes these to build_model_with_cfg(pretrained_filter_fn=...) in its model modules.
+TIMM_FILTER_NAMES = ("checkpoint_filter_fn", "_filter_fn", "_filter_torchvision_pretrained")
+FORMS = "hf-hub:ORG/REPO[@REVISION], torchvision:WEIGHTS_NAME, a .safetensors file, an adapted-model directory, or none"
+SHOWN = 3
+
+
+def one_line(exc: BaseException, limit: int = 160) -> str:
+    return " ".join(str(exc).split())[:limit]
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """A parsed weights-source string; ``str()`` gives it back in canonical form.
+
+    ``kind`` is ``"hf-hub"`` (``repo_id``, ``revision``), ``"torchvision"`` (``name``),
+    ``"file"`` (``path``) or ``"none"``.
+    """
+
+    kind: str
+    repo_id: str | None = None
+    revision: str | None = None
+    name: str | None = None
+    path: Path | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "WeightsSource":
+        """Parse ``text`` or raise a one-line :class:`TinyzooError` listing the accepted forms."""
+        text = (text or "").strip()
+        if not text:
+            raise TinyzooError(f"empty weights source; expected {FORMS}")
+        if text.lower() == "none":
+            return cls("none")
+        lowered = text.lower()
+        for prefix in HF_HUB_PREFIXES:
+            if lowered.startswith(prefix):
+                repo_id, at, revision = text[len(prefix):].partition("@")
+                if not REPO_ID_RE.fullmatch(repo_id) or (at and not revision.strip()):
+                    raise TinyzooError(f"weights {text!r}: expected hf-hub:ORG/REPO or hf-hub:ORG/REPO@REVISION, e.g. hf-hub:timm/resnet18.tv_in1k")
+                return cls("hf-hub", repo_id=repo_id, revision=revision.strip() or None)
+        if lowered.startswith(TORCHVISION_PREFIX):
+            name = text[len(TORCHVISION_PREFIX):]
+            if not TORCHVISION_NAME_RE.fullmatch(name):
+                raise TinyzooError(f"weights {text!r}: expected torchvision:WEIGHTS_NAME, e.g. torchvision:AlexNet_Weights.IMAGENET1K_V1")
+            return cls("torchvision", name=name)
+        path = Path(text).expanduser()
+        if path.is_dir() or path.suffix in (SAFETENSORS_SUFFIX, *PICKLE_SUFFIXES):
+            return cls("file", path=path.absolute())
+        if path.exists():
+            raise TinyzooError(f"weights file {text!r}: unknown type {path.suffix or '(no suffix)'}; expected a .safetensors file (or .pth/.pt read with weights_only=True)")
+        raise TinyzooError(f"weights {text!r}: no such file or directory; expected {FORMS}")
+
+    @classmethod
+    def resolve(cls, source: "str | WeightsSource | None", spec=None) -> "WeightsSource":
+        """``source`` parsed; ``None`` means ``spec``'s default weights (``none`` when it has none)."""
+        if isinstance(source, WeightsSource):
+            return source
+        if source is None:
+            return cls.parse(getattr(spec, "weights", None) or "none")
+        return cls.parse(source)
+
+    def __str__(self) -> str:
+        if self.kind == "hf-hub":
+            return f"hf-hub:{self.repo_id}" + (f"@{self.revision}" if self.revision else "")
+        if self.kind == "torchvision":
+            return f"{TORCHVISION_PREFIX}{self.name}"
+        if self.kind == "file":
+            return str(self.path)
+        return "none"
+
+
+@dataclass
+class LoadedWeights:
+    """Tensors read from a source, with where they came from.
+
+    ``state_dict`` is a dict of CPU tensors (``None`` for ``none``); ``source`` the canonical
+    source string; ``revision`` the Hub commit it resolved to; ``sha256`` the checksum of the
+    file read; ``path`` that file.
+    """
+
+    state_dict: dict[str, Any] | None
+    source: str
+    revision: str | None = None
+    sha256: str | None = None
+    path: Path | None = None
+
+    def to_config(self) -> dict[str, Any]:
+        """What an adapted model's config.json records about its weights."""
+        return {"source": self.source, "revision": self.revision, "sha256": self.sha256}
+
+    def describe(self) -> str:
+        """One line for reports: the source, its commit and checksum, or random initialisation."""
+        if self.state_dict is None:
+            return "none (random initialisation)"
+        parts = [self.source]
+        if self.revision:
+            parts.append(f"commit {self.revision[:12]}")
+        if self.sha256:
+            parts.append(f"sha256 {self.sha256[:12]}")
+        return ", ".join(parts)
+
+
+# -- reading files ---------------------------------------------------------------------------
+def read_safetensors(path: Path) -> dict[str, Any]:
+    """The tensors of a safetensors file, on the CPU (a damaged or truncated file raises)."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except FileNotFoundError:
+        raise TinyzooError(f"weights file {path} does not exist") from None
+    except Exception as exc:
+        raise TinyzooError(f"{path} is not a valid safetensors file ({one_line(exc, 120)}): it may be truncated or damaged") from None
+
+
+def verify_safetensors(path: Path) -> None:
+    """Check a safetensors header and that the file is exactly as long as it says, without torch."""
+    import json
+    import struct
+
+    try:
+        size = Path(path).stat().st_size
+        with open(path, "rb") as f:
+            prefix = f.read(8)
+            if len(prefix) < 8:
+                raise ValueError(f"only {size} bytes")
+            (header_len,) = struct.unpack("<Q", prefix)
+            if header_len > size - 8:
+                raise ValueError(f"header of {header_len} bytes in a {size}-byte file")
+            header = json.loads(f.read(header_len))
+        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+        expected = 8 + header_len + max(ends, default=0)
+        if expected != size:
+            raise ValueError(f"{size} bytes where its header describes {expected}")
+    except FileNotFoundError:
+        raise TinyzooError(f"weights file {path} does not exist") from None
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise TinyzooError(f"{path} is not a valid safetensors file ({one_line(exc, 120)}): it may be truncated or damaged") from None
+
+
+def read_pickle(path: Path) -> dict[str, Any]:
+    """The tensors of a PyTorch checkpoint, read with ``weights_only=True`` (nothing else is unpickled)."""
+    import pickle
+
+    import torch
+
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TinyzooError(f"weights file {path} does not exist") from None
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TinyzooError(
+            f"refused {path}: it holds more than tensors and loading it would run code ({first[:120]}); "
+            "convert it to .safetensors from a source you trust"
+        ) from None
+    except Exception as exc:
+        raise TinyzooError(f"{path} is not a readable PyTorch checkpoint ({one_line(exc, 120)}): it may be truncated or damaged") from None
+    for key in ("state_dict", "model"):  # common checkpoint wrappers
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise TinyzooError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    return dict(obj)
+
+
+def apply_timm_filter(state_dict: dict[str, Any], spec) -> dict[str, Any]:
+    """``state_dict`` passed through timm's checkpoint filter for ``spec``'s model, if its module has one.
+
+    timm applies the same filter when it loads pretrained weights itself; for most Hub
+    checkpoints (e.g. the tv_in1k ResNets) there is none and the dict comes back unchanged.
+    """
+    model_name = dict(spec.builder_args).get("model_name")
+    if not model_name:
+        return state_dict
+    from timm.models import model_entrypoint
+
+    try:
+        module = sys.modules[model_entrypoint(model_name).__module__]
+    except Exception:
+        return state_dict
+    filter_fn = next((getattr(module, n) for n in TIMM_FILTER_NAMES if callable(getattr(module, n, None))), None)
+    if filter_fn is None:
+        return state_dict
+    try:
+        needs_model = len([p for p in inspect.signature(filter_fn).parameters.values() if p.default is p.empty]) >= 2
+        if not needs_model:
+            return filter_fn(dict(state_dict))
+        import torch
+
+        from tinyzoo.builders import build
+
+        with torch.device("meta"):  # the filter reads shapes only; no memory, no init cost
+            model = build(spec)
+        return filter_fn(dict(state_dict), model)
+    except Exception as exc:
+        raise TinyzooError(f"timm's checkpoint filter for {model_name} failed on these weights ({one_line(exc, 120)})") from None
+
+
+def torchvision_url(name: str) -> str:
+    """The download address of torchvision weights ``name`` (``AlexNet_Weights.IMAGENET1K_V1``)."""
+    import torchvision
+
+    try:
+        return torchvision.models.get_weight(name).url
+    except (ValueError, KeyError, AttributeError):
+        raise TinyzooError(f"torchvision has no weights {name!r}; e.g. AlexNet_Weights.IMAGENET1K_V1, GoogLeNet_Weights.IMAGENET1K_V1") from None
+
+
+# -- the entry point ----------------------------------------------------------------------------
+def load_weights(source: "str | WeightsSource | None", spec=None, *, offline: bool | None = None) -> LoadedWeights:
+    """The tensors named by ``source`` (``None``: ``spec``'s default weights), with their provenance.
+
+    Hub and torchvision weights come from the cache when present; ``offline`` (or
+    ``TINYZOO_OFFLINE=1`` / ``HF_HUB_OFFLINE=1``) forbids the network. Every failure is a
+    one-line :class:`TinyzooError`; a damaged file downloaded into a cache is removed.
+    """
+    src = WeightsSource.resolve(source, spec)
+    fetch_name = spec.name if source is None and spec is not None else str(src)
+    if src.kind == "none":
+        return LoadedWeights(None, "none")
+    if src.kind == "hf-hub":
+        found = hub.download(src.repo_id, hub.WEIGHTS_FILE, revision=src.revision, offline=offline, fetch_name=fetch_name)
+        try:
+            state_dict = read_safetensors(found.path)
+        except TinyzooError as exc:
+            hub.evict(found.path)
+            raise TinyzooError(f"{src.repo_id}/{hub.WEIGHTS_FILE}@{found.revision[:12]}: {exc}; it was removed from the cache, download it again") from None
+        if spec is not None and spec.source == "timm":
+            state_dict = apply_timm_filter(state_dict, spec)
+        return LoadedWeights(state_dict, str(src), found.revision, found.sha256, found.path)
+    if src.kind == "torchvision":
+        found = hub.download_checkpoint(torchvision_url(src.name), offline=offline, fetch_name=fetch_name)
+        return LoadedWeights(read_pickle(found.path), str(src), None, found.sha256, found.path)
+
+    path = src.path
+    if path.is_dir():
+        path = path / hub.WEIGHTS_FILE
+        if not path.is_file():
+            raise TinyzooError(f"weights directory {src.path} has no {hub.WEIGHTS_FILE}: give a `tinyzoo adapt --out` folder or a .safetensors file")
+    if not path.is_file():
+        raise TinyzooError(f"weights file {path} does not exist")
+    state_dict = read_safetensors(path) if path.suffix == SAFETENSORS_SUFFIX else read_pickle(path)
+    return LoadedWeights(state_dict, str(src), None, hub.file_sha256(path), path)
+
+
+# -- fitting a model --------------------------------------------------------------------------
+def check_state_dict(model, state_dict: dict[str, Any], source: Any) -> None:
+    """Raise a one-line :class:`TinyzooError` listing the first missing, unexpected and
+    wrongly shaped keys when ``state_dict`` does not fit ``model`` exactly; return None when it does.
+
+    BatchNorm's ``num_batches_tracked`` may be missing (torch fills it in when loading).
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [
+        f"{k} {list(state_dict[k].shape)} vs {list(expected[k].shape)}"
+        for k in expected
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
+    ]
+    if not (missing or unexpected or shapes):
+        return
+
+    def first(items: list[str]) -> str:
+        more = f", ... {len(items) - SHOWN} more" if len(items) > SHOWN else ""
+        return ", ".join(items[:SHOWN]) + more
+
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing ({first(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({first(unexpected)})")
+    if shapes:
+        parts.append(f"{len(shapes)} with other shapes, weights vs model ({first(shapes)})")
+    raise TinyzooError(
+        f"weights {source} do not fit {type(model).__name__}: " + "; ".join(parts)
+        + "; use weights made for this architecture, or --weights none"
+    )
+
+
+def load_into(model, weights: LoadedWeights) -> None:
+    """Check ``weights`` against ``model`` and copy them in (nothing happens for ``none``)."""
+    if weights.state_dict is None:
+        return
+    check_state_dict(model, weights.state_dict, weights.source)
+    model.load_state_dict(weights.state_dict, strict=True)
