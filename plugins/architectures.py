@@ -17,13 +17,13 @@ ALL_STEMS = ("keep", "small", "resize")
 SCRATCH_STEMS = ("keep",)  # built for 64x64 input already
 
 
-def _timm(name, family, params, *, weights=None, report=FLEURET, results=(), **kw):
+def _timm(name, family, params, *, weights=None, report=FLEURET, results=(), builder_args=None, **kw):
     return ArchitectureSpec(
         name=name,
         family=family,
         source="timm",
         builder=TIMM,
-        builder_args={"model_name": name},
+        builder_args={"model_name": name, **(builder_args or {})},
         weights=f"hf-hub:timm/{weights or name + '.tv_in1k'}",
         params=params,
         report=report,
@@ -36,15 +36,18 @@ def _resnet(name, params, report=FLEURET, results=()):
     return _timm(
         name, "resnet", params, report=report, results=results, stems=ALL_STEMS,
         first_conv="conv1", stem_pools=("maxpool",), classifier="fc",
+        stages=("maxpool", "layer1", "layer2", "layer3", "layer4"),
         description=f"{name} (torchvision weights through timm)",
     )
 
 
-def _vgg(name, params, report=FLEURET, results=()):
+def _vgg(name, params, block_ends, report=FLEURET, results=()):
     # timm's VGG keeps fc6/fc7 as convolutions (pre_logits) and its head as a Linear.
+    # block_ends: the features index of each block's max-pool; the first two are the stem's.
     return _timm(
         name, "vgg", params, report=report, results=results, stems=ALL_STEMS,
-        first_conv="features.0", stem_pools=("features.4", "features.9"), classifier="head.fc",
+        first_conv="features.0", stem_pools=tuple(f"features.{i}" for i in block_ends[:2]),
+        classifier="head.fc", stages=tuple(f"features.{i}" for i in block_ends[1:]),
         description=f"{name} (torchvision weights through timm)",
     )
 
@@ -90,34 +93,42 @@ ARCHITECTURES = [
     )),
     _resnet("resnext50_32x4d", 25_028_904),
     _resnet("wide_resnet50_2", 68_883_240),
-    _vgg("vgg16", 138_357_544, ZHAI, (Result(ZHAI, "two-phase fine-tune", 51.8),)),
-    _vgg("vgg19", 143_667_240),
+    _vgg("vgg16", 138_357_544, (4, 9, 16, 23, 30), ZHAI, (Result(ZHAI, "two-phase fine-tune", 51.8),)),
+    _vgg("vgg19", 143_667_240, (4, 9, 18, 27, 36)),
     _timm(
         "densenet121", "densenet", 7_978_856, stems=ALL_STEMS,
         first_conv="features.conv0", stem_pools=("features.pool0",), classifier="classifier",
+        stages=("features.pool0", "features.denseblock1", "features.denseblock2", "features.denseblock3",
+                "features.denseblock4"),
         description="DenseNet-121 (torchvision weights through timm)",
     ),
+    # Built with its auxiliary head: the tv_in1k checkpoint carries AuxLogits.*, and timm expects
+    # that checkpoint's input normalised to [-1, 1] (mean/std 0.5), bicubic.
     _timm(
-        "inception_v3", "inception", 23_834_568, report=MILANI,
+        "inception_v3", "inception", 27_161_264, report=MILANI,
         results=(Result(MILANI, "frozen features + linear head, augmentation, 10-crop (TL v3)", 76.7, 69.1),),
-        input_size=299, stems=ALL_STEMS, interpolation="bilinear",
+        input_size=299, stems=ALL_STEMS, interpolation="bicubic", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+        builder_args={"aux_logits": True},
         first_conv="Conv2d_1a_3x3.conv", stem_pools=("Pool1", "Pool2"), classifier="fc",
+        aux_classifiers=("AuxLogits.fc",), stages=("Pool2", "Mixed_5d", "Mixed_6e", "Mixed_7c"),
         description="Inception-v3 for 299x299 input (torchvision weights through timm)",
     ),
     ArchitectureSpec(
         name="alexnet", family="alexnet", source="torchvision", builder=TORCHVISION,
         builder_args={"model_name": "alexnet"}, weights="torchvision:AlexNet_Weights.IMAGENET1K_V1",
         params=61_100_840, report=FLEURET, stems=ALL_STEMS,
-        first_conv="features.0", classifier="classifier.6",
+        first_conv="features.0", stem_pools=("features.2",), classifier="classifier.6",
+        stages=("features.2", "features.5", "features.12"),
         description="AlexNet (torchvision)",
     ),
     ArchitectureSpec(
         name="googlenet", family="googlenet", source="torchvision", builder=TORCHVISION,
-        builder_args={"model_name": "googlenet", "aux_logits": True, "init_weights": True},
+        # transform_input: the IMAGENET1K_V1 weights expect it (torchvision sets it when it loads them).
+        builder_args={"model_name": "googlenet", "aux_logits": True, "init_weights": True, "transform_input": True},
         weights="torchvision:GoogLeNet_Weights.IMAGENET1K_V1",
         params=13_004_888, report=FLEURET, stems=ALL_STEMS,
         first_conv="conv1.conv", stem_pools=("maxpool1",), classifier="fc",
-        aux_classifiers=("aux1.fc2", "aux2.fc2"),
+        aux_classifiers=("aux1.fc2", "aux2.fc2"), stages=("maxpool2", "inception3b", "inception4e", "inception5b"),
         description="GoogLeNet / Inception-v1 with its two auxiliary classifiers (torchvision)",
     ),
     ArchitectureSpec(
@@ -125,6 +136,7 @@ ARCHITECTURES = [
         builder_args={"model_name": "squeezenet1_1"}, weights="torchvision:SqueezeNet1_1_Weights.IMAGENET1K_V1",
         params=1_235_496, report=YU, stems=("keep", "resize"),
         first_conv="features.0", classifier="classifier.1",
+        stages=("features.2", "features.5", "features.8", "features.12"),
         description="SqueezeNet 1.1; its head is a 1x1 convolution (torchvision)",
     ),
 ]

@@ -11,4 +11,15 @@ from tinyzoo.hookspecs import hookimpl
 from tinyzoo.specs import AdapterSpec, ArchitectureSpec, RecipeSpec, Result
 
 __version__ = "0.1.0"
-__all__ = ["AdapterSpec", "ArchitectureSpec", "RecipeSpec", "Result", "hookimpl", "__version__"]
+__all__ = ["AdapterSpec", "ArchitectureSpec", "RecipeSpec", "Result", "create", "hookimpl", "load", "save", "__version__"]
+
+# Resolved on first use so that `import tinyzoo` does not import torch.
+_LAZY = {"create": "tinyzoo.adapt", "load": "tinyzoo.adapt", "save": "tinyzoo.adapt"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tinyzoo' has no attribute {name!r}")

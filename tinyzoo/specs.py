@@ -37,7 +37,9 @@ class ArchitectureSpec:
     ``builder`` is ``"module:function"``; the function is called with
     ``num_classes=`` plus ``builder_args`` and any ``options`` the user sets, and returns
     an ``nn.Module`` with random weights. Layer fields are dotted module paths in that
-    module; adapters read them instead of guessing.
+    module; adapters read them instead of guessing. ``stages`` names, in forward order, the
+    modules whose output sizes describe the network's geometry (the first is where the stem
+    ends); the geometry tests and figure hook them.
     """
 
     name: str
@@ -56,6 +58,7 @@ class ArchitectureSpec:
     stem_pools: tuple[str, ...] = ()
     classifier: str | None = None
     aux_classifiers: tuple[str, ...] = ()
+    stages: tuple[str, ...] = ()
     options: Mapping[str, str] = field(default_factory=dict)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -80,6 +83,7 @@ class ArchitectureSpec:
         data["stems"] = list(self.stems)
         data["stem_pools"] = list(self.stem_pools)
         data["aux_classifiers"] = list(self.aux_classifiers)
+        data["stages"] = list(self.stages)
         data["mean"], data["std"] = list(self.mean), list(self.std)
         return data
 

@@ -30,18 +30,21 @@ def timm_spec(model_name: str) -> ArchitectureSpec:
     cfg = cfg.to_dict() if cfg is not None else {}
     family = FAMILY_OF_MODULE.get(_model_to_module.get(arch, ""), _model_to_module.get(arch, "timm"))
     hub_id = cfg.get("hf_hub_id")
+    # timm builds inception_v3 without its auxiliary head, but the tv_in1k checkpoint carries it.
+    aux = arch == "inception_v3" and (hub_id or "").endswith(".tv_in1k")
     return ArchitectureSpec(
         name=f"timm:{model_name}",
         family=family,
         source="timm",
         builder="tinyzoo.builders:timm_model",
-        builder_args={"model_name": arch},
+        builder_args={"model_name": arch, **({"aux_logits": True} if aux else {})},
         weights=f"hf-hub:{hub_id}" if hub_id else None,
         input_size=int(cfg.get("input_size", (3, 224, 224))[-1]),
         num_classes=int(cfg.get("num_classes", 1000)),
         stems=("keep", "small", "resize") if family in SMALL_STEM_FAMILIES else ("keep", "resize"),
         first_conv=cfg.get("first_conv"),
         classifier=cfg.get("classifier"),
+        aux_classifiers=("AuxLogits.fc",) if aux else (),
         mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))),
         std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
         interpolation=cfg.get("interpolation", "bilinear"),

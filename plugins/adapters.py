@@ -1,0 +1,59 @@
+"""Built-in plugin: the adapters, registered exactly as a third party would register its own.
+
+``tinyzoo.create`` finds an adapter by role and family: the role is the name or its prefix
+(``stem-small`` for ``stem-small-resnet``), and an adapter naming the family beats one for
+``"*"``. Each ``apply`` is called as ``function(model, spec, **params)`` and returns
+``(model, Changes)``; docs/adapters.md explains each one.
+"""
+
+from __future__ import annotations
+
+import tinyzoo
+from tinyzoo.specs import AdapterSpec
+
+STEM = "tinyzoo.surgery.stem"
+
+ADAPTERS = [
+    AdapterSpec(
+        name="head", apply="tinyzoo.surgery.head:adapt_head",
+        description="classes-way classifier (and auxiliary classifiers): ImageNet rows for wnids, or Kaiming normal",
+    ),
+    AdapterSpec(
+        name="stem-small-resnet", apply=f"{STEM}:small_stem_resnet", families=("resnet", "densenet"),
+        description="3x3/1 first conv resampled from the 7x7/2, stem max-pool removed: 56x56 ... 7x7 at 56 input",
+    ),
+    AdapterSpec(
+        name="stem-small-vgg", apply=f"{STEM}:small_stem_vgg", families=("vgg",),
+        description="first two max-pools removed: the first FC sees 7x7 at 56 input",
+    ),
+    AdapterSpec(
+        name="stem-small-alexnet", apply=f"{STEM}:small_stem_alexnet", families=("alexnet",),
+        description="3x3/1 first conv resampled from the 11x11/4, max-pool kept: 27 ... 6 at 56 input",
+    ),
+    AdapterSpec(
+        name="stem-small-googlenet", apply=f"{STEM}:small_stem_googlenet", families=("googlenet",),
+        description="3x3/1 conv1 resampled from the 7x7/2, first max-pool removed: 28x28 after the stem",
+    ),
+    AdapterSpec(
+        name="stem-small-inception", apply=f"{STEM}:small_stem_inception", families=("inception",),
+        description="stride 1 in the stem's conv and max-pools: 46/22/10 at 56 input (native 35/17/8)",
+    ),
+    AdapterSpec(
+        name="stem-small-vit", apply=f"{STEM}:small_stem_vit", families=("vit",),
+        description="patch embedding resampled to 4x4 (patch 16 at 224): 14x14 tokens, position embeddings unchanged",
+    ),
+    AdapterSpec(
+        name="resize", apply="tinyzoo.adapt:adapt_resize",
+        description="an upsampling layer in front brings 56/64 px input to the native size",
+    ),
+    AdapterSpec(
+        name="convolutionize", apply="tinyzoo.adapt:adapt_convolutionize",
+        description="the classifier's Linear layers become convolutions: a score map on larger input, averaged",
+    ),
+]
+
+
+@tinyzoo.hookimpl
+def register_adapters(register):
+    for spec in ADAPTERS:
+        register(spec)

@@ -1,0 +1,114 @@
+"""Every built-in architecture x every stem it supports: (batch, classes) at 56 and 64, and the geometry kept.
+
+Speed: each network's weights are made once per architecture with cheap placeholder values
+and handed to ``tinyzoo.create`` already loaded (no random initialisation, no file to hash);
+shapes are checked on the meta device (no arithmetic). Real-valued forwards are kept to the
+small networks.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import tinyzoo
+from tinyzoo.adapt import placeholder_model
+from tinyzoo.registry import get_registry
+from tinyzoo.surgery.stem import stage_sizes
+from tinyzoo.weights import LoadedWeights
+
+BUILTIN_PLUGINS = ("tinyzoo-architectures",)
+# Stem keep means native input; these two cannot take 56 px at all, so they are checked at theirs.
+KEEP_NEEDS_NATIVE = {"alexnet": "its 11x11/4 conv and three 3x3/2 pools empty a 56 px map", "inception_v3": "needs 75 px or more"}
+# --stem small keeps the native sizes exactly, except Inception-v3 (whole strides only; docs/adapters.md).
+SMALL_SIZES = {"inception_v3": {"Pool2": 46, "Mixed_5d": 46, "Mixed_6e": 22, "Mixed_7c": 10}}
+
+
+def builtin_specs():
+    return [s for s in get_registry().architectures.values() if s.plugin in BUILTIN_PLUGINS]
+
+
+CASES = [(s.name, stem) for s in builtin_specs() for stem in s.stems]
+
+
+@pytest.fixture(scope="module")
+def weights():
+    """``name -> (LoadedWeights, native stage shapes)``; only the latest network is kept in memory."""
+    cache: dict[str, tuple[LoadedWeights, dict]] = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache.clear()
+            spec = get_registry().architecture(name)
+            model = placeholder_model(spec).eval()
+            native = stage_sizes(model, spec.stages, spec.input_size) if spec.stages else {}
+            cache[name] = (LoadedWeights(model.state_dict(), f"placeholder:{name}"), native)
+        return cache[name]
+
+    return get
+
+
+def meta_forward(model, size: int, batch: int = 1):
+    tensors = {k: torch.empty_like(v, device="meta") for k, v in model.state_dict(keep_vars=True).items()}
+    with torch.no_grad():
+        return torch.func.functional_call(model, tensors, (torch.empty(batch, 3, size, size, device="meta"),))
+
+
+@pytest.mark.parametrize("name,stem", CASES)
+def test_every_stem_gives_batch_by_classes_and_small_keeps_the_geometry(name, stem, weights):
+    spec = get_registry().architecture(name)
+    loaded, native = weights(name)
+    classes = 200 if spec.num_classes != 200 else 10  # a from-scratch net's 200-way head must change too
+    model = tinyzoo.create(name, stem=stem, classes=classes, weights=loaded)
+
+    sizes = (spec.input_size,) if stem == "keep" and name in KEEP_NEEDS_NATIVE else (56, 64)
+    for size in sizes:
+        out = meta_forward(model, size)
+        assert isinstance(out, torch.Tensor) and tuple(out.shape) == (1, classes), (name, stem, size)
+    assert model.tinyzoo_config["input_size"] == (56 if stem in ("small", "resize") else spec.input_size)
+
+    if stem == "small":
+        assert spec.stages, f"{name} needs stages= in its spec"
+        small = stage_sizes(model, spec.stages, 56)
+        if name in SMALL_SIZES:
+            assert {k: v[-2:] for k, v in small.items()} == {k: (n, n) for k, n in SMALL_SIZES[name].items()}
+        else:
+            assert {k: v[-2:] for k, v in small.items()} == {k: v[-2:] for k, v in native.items()}, "interior sizes changed"
+        assert [v[0] for v in small.values()] == [v[0] for v in native.values()], "channels changed"
+    if stem == "resize" and spec.stages:
+        last = spec.stages[-1]
+        assert stage_sizes(model, spec.stages, 64)[last] == native[last], "resize must feed the native size"
+
+
+@pytest.mark.parametrize("name", ["alexnet", "vgg16"])
+def test_convolutionized_small_stem_gives_scores_at_56_and_64(name, weights):
+    model = tinyzoo.create(name, stem="small", convolutionize=True, weights=weights(name)[0])
+    for size in (56, 64):
+        assert tuple(meta_forward(model, size).shape) == (1, 200)
+
+
+@pytest.mark.parametrize("name,stem", [("resnet18", "small"), ("alexnet", "small"), ("squeezenet1_1", "keep"), ("googlenet", "small")])
+def test_real_forward_is_finite(name, stem, weights):
+    model = tinyzoo.create(name, stem=stem, weights=weights(name)[0])
+    with torch.no_grad():
+        for size in (56, 64):
+            out = model(torch.randn(2, 3, size, size))
+            assert out.shape == (2, 200) and torch.isfinite(out).all()
+
+
+def test_vit_small_stem_keeps_the_token_grid():
+    model = tinyzoo.create("timm:vit_tiny_patch16_224", stem="small", kernel_resize="pi", weights="none")
+    embed = model.patch_embed
+    assert embed.proj.kernel_size == (4, 4) and embed.proj.stride == (4, 4)
+    assert model.pos_embed.shape[1] == 1 + 14 * 14  # position embeddings unchanged
+    assert embed(torch.randn(1, 3, 56, 56)).shape[1:3] == (14, 14)
+    with torch.no_grad():
+        for size in (56, 64):
+            assert model(torch.randn(1, 3, size, size)).shape == (1, 200)
+
+
+def test_unsupported_stem_is_a_clear_error():
+    from tinyzoo.errors import TinyzooError
+
+    with pytest.raises(TinyzooError, match="supports stems keep, resize; not 'small'"):
+        tinyzoo.create("squeezenet1_1", stem="small", weights="none")

@@ -1,0 +1,85 @@
+"""``tinyzoo adapt``: an ImageNet network adapted to Tiny ImageNet, written to a folder."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from tinyzoo.console import print_json, print_table
+
+HEAD_INITS = ("wnid", "random")
+KERNEL_RESIZES = ("bicubic", "pi")
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """``key=value`` -> (key, value); numbers, true/false and null are read as JSON, the rest as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise click.UsageError(f"--option {text!r}: expected key=value, e.g. --option aux=drop")
+    try:
+        parsed = json.loads(value)
+        if isinstance(parsed, (list, dict)):
+            parsed = value
+    except ValueError:
+        parsed = value
+    return key.strip(), parsed
+
+
+@click.command("adapt")
+@click.argument("arch")
+@click.option("--stem", type=click.Choice(["keep", "small", "resize"]), default="keep", show_default=True,
+              help="keep the stem, shrink it for 56x56 input (small), or upsample the input (resize).")
+@click.option("--classes", type=click.IntRange(min=1), default=None,
+              help="Head size (default: the number of wnids, else 200).")
+@click.option("--wnids", "wnids", type=click.Path(dir_okay=False), default=None,
+              help="A wnids.txt: the classes, in output order (Tiny ImageNet's gives the ImageNet rows).")
+@click.option("--head-init", type=click.Choice(HEAD_INITS), default=None,
+              help="wnid: the pretrained ImageNet rows; random: Kaiming normal. Default: wnid when possible.")
+@click.option("--kernel-resize", type=click.Choice(KERNEL_RESIZES), default="bicubic", show_default=True,
+              help="How --stem small resamples kernels: bicubic (Kim, rescaled) or pi (pseudo-inverse).")
+@click.option("--convolutionize", is_flag=True, help="Turn the classifier's Linear layers into convolutions.")
+@click.option("--weights", default=None, metavar="SRC|none",
+              help="hf-hub:ORG/REPO[@REV], torchvision:NAME, a .safetensors file, or none. Default: the architecture's.")
+@click.option("--offline", is_flag=True, default=None, help="Use only cached weights; never the network.")
+@click.option("--option", "option_texts", multiple=True, metavar="KEY=VALUE",
+              help="An architecture option, or aux=adapt|drop, resize_mode=bicubic|bilinear. Repeatable.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder to write the adapted model to.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def adapt_command(arch, stem, classes, wnids, head_init, kernel_resize, convolutionize, weights, offline,
+                  option_texts, out, as_json) -> None:
+    """Adapt architecture ARCH to Tiny ImageNet and write it to --out.
+
+    Writes model.safetensors, config.json and README.md (a model card), then prints the
+    adaptation report: every tensor copied, resampled, sliced or new.
+
+    \b
+    tinyzoo adapt resnet18 --stem small --wnids tiny-imagenet-200/wnids.txt --out resnet18-small
+    tinyzoo adapt vgg16 --stem small --convolutionize --weights none --out vgg16-conv
+    """
+    import tinyzoo
+
+    options = dict(parse_option(text) for text in option_texts)
+    model = tinyzoo.create(
+        arch, stem=stem, classes=classes, wnids=wnids, head_init=head_init, kernel_resize=kernel_resize,
+        convolutionize=convolutionize, weights=weights, offline=offline, **options,
+    )
+    path = tinyzoo.save(model, out)
+    report = model.tinyzoo_report
+    if as_json:
+        print_json({"out": str(path), "config": {k: v for k, v in model.tinyzoo_config.items() if k != "report"},
+                    "report": report.to_dict()})
+        return
+    config = model.tinyzoo_config
+    click.echo(f"{report.architecture}: stem {config['stem']}, {config['classes']} classes, head {config['head_init']}, "
+               f"input {config['input_size']}x{config['input_size']}")
+    click.echo(f"weights: {report.weights}")
+    click.echo(f"adapters: {', '.join(a['name'] for a in report.adapters) or 'none'}\n")
+    print_table(report.rows(), ["tensor", "shape", "status", "from", "detail"])
+    click.echo(f"\n{report.summary()}")
+    for note in report.notes:
+        click.echo(f"- {note}")
+    click.echo(f"\nwrote {path}/ (model.safetensors, config.json, README.md)")
+
+
+COMMANDS = [adapt_command]

@@ -1,0 +1,212 @@
+"""Stem surgery for ``--stem small``: shrink only the stem so the interior keeps its geometry.
+
+A network trained at 224x224 (Inception-v3: 299) sees, after its stem, feature maps of a
+known size (ResNet: 56x56, ending at 7x7). Tiny ImageNet crops are 56x56, 4x smaller per
+side; taking 4x of downsampling out of the stem gives every later layer the sizes it was
+trained on. One adapter per family (the table of ``docs/adapters.md``):
+
+- ResNet, ResNeXt, WRN, DenseNet: 7x7/2 conv -> 3x3/1 conv resampled from the 7x7, max-pool removed;
+- GoogLeNet: the same on ``conv1`` and ``maxpool1``: 28x28 after the stem, as at 224;
+- AlexNet: 11x11/4 conv -> 3x3/1 (padding 1) resampled, max-pool kept: 56 -> 56 -> 27 -> 13 -> 6;
+- VGG: the first two max-pools removed (no kernel changes): 56 ... 7;
+- Inception-v3: every stride of the stem set to 1 (no kernel changes): 46/22/10 at 56 input
+  against 35/17/8 at 299, the closest whole-stride geometry that still feeds the auxiliary head;
+- timm ViT: patches 16 -> 4 (patch embedding resampled), 14x14 tokens at 56: position
+  embeddings unchanged.
+
+Every adapter here takes ``(model, spec, *, kernel_resize)`` and returns the model (changed in
+place) and a :class:`~tinyzoo.adapt_report.Changes`. Layer names come from the spec.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from tinyzoo.adapt_report import Changes
+from tinyzoo.errors import TinyzooError
+from tinyzoo.surgery.head import get_module, set_module
+
+SMALL_INPUT = 56
+# Stem pools of timm's own models, for timm:<name> specs (the catalog names only first_conv/classifier).
+TIMM_STEM_POOLS = {"resnet": ("maxpool",), "densenet": ("features.pool0",), "inception": ("Pool1", "Pool2")}
+
+
+def resampled_conv(
+    conv: nn.Conv2d, kernel: int, stride: int, padding: int, method: str = "bicubic"
+) -> tuple[nn.Conv2d, dict | None]:
+    """A new ``kernel x kernel`` conv with ``stride`` and ``padding`` whose weight is ``conv``'s
+    resampled by ``method`` (``bicubic`` with rescaling, or ``pi``); bias copied.
+
+    Returns the conv and the kernel stats as a dict (``None`` when the size is unchanged and
+    the weight is shared as it is). ``conv`` is not modified.
+    """
+    if not isinstance(conv, nn.Conv2d):
+        raise TinyzooError(f"stem small needs a single nn.Conv2d as first conv, found {type(conv).__name__}")
+    if conv.groups != 1 or conv.dilation != (1, 1):
+        raise TinyzooError("stem small resamples only plain convolutions (groups=1, dilation=1)")
+    weight = conv.weight
+    new = nn.Conv2d(
+        conv.in_channels, conv.out_channels, kernel, stride, padding,
+        bias=conv.bias is not None, padding_mode=conv.padding_mode, device=weight.device, dtype=weight.dtype,
+    )
+    stats = None
+    if tuple(weight.shape[-2:]) == (kernel, kernel):
+        new.weight = conv.weight
+    else:
+        from tinyzoo.surgery.kernels import resample_kernel
+
+        values, kernel_stats = resample_kernel(weight.detach(), kernel, method, rescale=True)
+        new.weight = nn.Parameter(values.contiguous(), requires_grad=weight.requires_grad)
+        stats = kernel_stats.to_dict() if not weight.is_meta else None
+    if conv.bias is not None:
+        new.bias = conv.bias
+    new.train(conv.training)
+    return new, stats
+
+
+def replace_first_conv(
+    model: nn.Module, path: str, kernel: int, stride: int, padding: int, method: str, changes: Changes
+) -> None:
+    """Put a resampled ``kernel``/``stride``/``padding`` conv at ``path`` and declare its weight resampled."""
+    old = get_module(model, path, "first_conv")
+    new, stats = resampled_conv(old, kernel, stride, padding, method)
+    set_module(model, path, new)
+    old_k = "x".join(map(str, old.kernel_size))
+    if tuple(old.kernel_size) == (kernel, kernel):
+        changes.note(f"first conv {path}: {old_k}/{old.stride[0]} -> {kernel}x{kernel}/{stride}, kernel kept")
+        return
+    detail = f"{old_k}/{old.stride[0]} -> {kernel}x{kernel}/{stride}, {method}" + (" (rescaled)" if method == "bicubic" else "")
+    changes.resample(f"{path}.weight", f"{path}.weight", detail, stats)
+    changes.note(f"first conv {path}: {detail}")
+
+
+def stem_pools(model: nn.Module, spec, count: int | None = None) -> tuple[str, ...]:
+    """The spec's stem pools, or timm's names for the family when a timm:<name> spec has none."""
+    paths = tuple(spec.stem_pools) or TIMM_STEM_POOLS.get(spec.family, ())
+    if not paths and spec.family == "vgg":
+        # timm VGG variants differ in depth; their stem is the first two blocks, each ending in a max-pool.
+        paths = tuple(n for n, m in model.named_modules() if isinstance(m, nn.MaxPool2d))[:2]
+    if count is not None:
+        paths = paths[:count]
+    for path in paths:
+        module = get_module(model, path, "stem_pools")
+        if not isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+            raise TinyzooError(f"stem pool {path!r} of {spec.name!r} is a {type(module).__name__}, not a pooling layer; fix the spec's stem_pools")
+    if not paths:
+        raise TinyzooError(f"architecture {spec.name!r} names no stem_pools; stem small needs them in its spec")
+    return paths
+
+
+def remove_pools(model: nn.Module, paths, changes: Changes) -> None:
+    """Replace each pooling layer at ``paths`` by ``nn.Identity`` (they hold no tensors)."""
+    for path in paths:
+        set_module(model, path, nn.Identity())
+    changes.note(f"removed {', '.join(paths)}")
+
+
+def _conv_stem(model, spec, kernel_resize, *, keep_pools: bool) -> tuple[nn.Module, Changes]:
+    changes = Changes(input_size=SMALL_INPUT)
+    replace_first_conv(model, spec.first_conv, 3, 1, 1, kernel_resize, changes)
+    if not keep_pools:
+        remove_pools(model, stem_pools(model, spec, 1), changes)
+    return model, changes
+
+
+def small_stem_resnet(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
+    """ResNet/ResNeXt/WRN/DenseNet: 3x3/1 first conv resampled from the 7x7/2, stem max-pool removed."""
+    return _conv_stem(model, spec, kernel_resize, keep_pools=False)
+
+
+def small_stem_googlenet(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
+    """GoogLeNet: 3x3/1 ``conv1`` resampled from the 7x7/2, ``maxpool1`` removed (28x28 after the stem)."""
+    return _conv_stem(model, spec, kernel_resize, keep_pools=False)
+
+
+def small_stem_alexnet(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
+    """AlexNet: 3x3/1 padding-1 first conv resampled from the 11x11/4; max-pool kept (56 -> 27 -> 13 -> 6)."""
+    return _conv_stem(model, spec, kernel_resize, keep_pools=True)
+
+
+def small_stem_vgg(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
+    """VGG: the first two max-pools removed; 56x56 input then reaches the first FC at 7x7."""
+    changes = Changes(input_size=SMALL_INPUT)
+    remove_pools(model, stem_pools(model, spec, 2), changes)
+    return model, changes
+
+
+def small_stem_inception(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
+    """Inception-v3: stride 1 for the first conv and both stem max-pools (3x3 windows kept).
+
+    56x56 input then gives 46x46 at Mixed_5 (native 35), 22 at Mixed_6 (17), 10 at Mixed_7 (8).
+    Weights are untouched (the first conv is already 3x3).
+    """
+    changes = Changes(input_size=SMALL_INPUT)
+    conv = get_module(model, spec.first_conv, "first_conv")
+    if not isinstance(conv, nn.Conv2d):
+        raise TinyzooError(f"first conv {spec.first_conv!r} of {spec.name!r} is a {type(conv).__name__}, not nn.Conv2d")
+    conv.stride = (1, 1)
+    for path in stem_pools(model, spec, 2):
+        pool = get_module(model, path, "stem_pools")
+        set_module(model, path, nn.MaxPool2d(pool.kernel_size, stride=1, padding=pool.padding, ceil_mode=pool.ceil_mode))
+    changes.note(f"stride 1 in {spec.first_conv} and {', '.join(stem_pools(model, spec, 2))}")
+    return model, changes
+
+
+def small_stem_vit(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
+    """timm ViT: patches shrunk so 56x56 input gives the native token grid (16 -> 4 at 224).
+
+    The patch embedding is resampled (``pi`` is the FlexiViT choice); position embeddings are
+    untouched. Other input sizes work too: the model is switched to timm's dynamic image size,
+    which interpolates the position embeddings for grids other than the native one.
+    """
+    from timm.layers import Format
+
+    changes = Changes(input_size=SMALL_INPUT)
+    embed = getattr(model, "patch_embed", None)
+    if embed is None or not isinstance(getattr(embed, "proj", None), nn.Conv2d):
+        raise TinyzooError(f"{spec.name!r} has no timm patch_embed.proj convolution; stem small for ViTs needs one")
+    grid = tuple(embed.grid_size)
+    if grid[0] != grid[1] or SMALL_INPUT % grid[0]:
+        raise TinyzooError(
+            f"{spec.name!r} has a {grid[0]}x{grid[1]} token grid; {SMALL_INPUT} px input cannot keep it with whole-pixel patches "
+            f"(works when {SMALL_INPUT} is a multiple of the grid, e.g. patch 16 at 224)"
+        )
+    patch = SMALL_INPUT // grid[0]
+    path = spec.first_conv or "patch_embed.proj"
+    replace_first_conv(model, path, patch, patch, 0, kernel_resize, changes)
+    embed.patch_size = (patch, patch)
+    embed.img_size, embed.grid_size, embed.num_patches = (SMALL_INPUT, SMALL_INPUT), grid, grid[0] * grid[1]
+    # Dynamic size: 64x64 input gives 16x16 tokens with interpolated position embeddings.
+    embed.strict_img_size = False
+    embed.flatten = False
+    embed.output_fmt = Format.NHWC
+    model.dynamic_img_size = True
+    changes.note(f"patches {patch}x{patch}: {grid[0]}x{grid[1]} tokens at {SMALL_INPUT} px, position embeddings unchanged")
+    return model, changes
+
+
+def stage_sizes(model: nn.Module, stages, input_size: int, *, channels: int = 3) -> dict[str, tuple[int, ...]]:
+    """The output shape (without batch) of each module named in ``stages`` for one
+    ``input_size`` x ``input_size`` input, computed on the meta device (no arithmetic, no copy
+    of the model). Used by the geometry tests and docs/make_geometry_figure.py.
+    """
+    import torch
+
+    found: dict[str, tuple[int, ...]] = {}
+    handles = []
+
+    def hook(name):
+        def record(module, args, output):
+            found.setdefault(name, tuple(output.shape[1:]))
+        return record
+
+    for name in stages:
+        handles.append(get_module(model, name, "stages").register_forward_hook(hook(name)))
+    tensors = {k: torch.empty_like(v, device="meta") for k, v in model.state_dict(keep_vars=True).items()}
+    try:
+        with torch.no_grad():
+            torch.func.functional_call(model, tensors, (torch.empty(1, channels, input_size, input_size, device="meta"),))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: found[name] for name in stages if name in found}
