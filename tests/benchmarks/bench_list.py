@@ -6,6 +6,8 @@ Each measurement is a fresh interpreter (cold imports, warm disk cache); the med
 
 from __future__ import annotations
 
+from doc_section import write_section  # noqa: E402  (tests/benchmarks is sys.path[0])
+
 import argparse
 import os
 import statistics
@@ -55,21 +57,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.write:
-        write_section(args.write, "## Listing", text)
-
-
-def write_section(path: Path, heading: str, text: str) -> None:
-    """Replace the section that starts at ``heading`` (up to the next '## ') or append it."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    start = old.find(heading + "\n")
-    if start == -1:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = old.find("\n## ", start + len(heading))
-        new = old[:start] + text + (old[end + 1:] if end != -1 else "")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(new)
-    os.replace(tmp, path)
+        write_section(args.write, text)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,370 @@
+"""The decoded cache: each split decoded once into a uint8 (N, 64, 64, 3) ``.npy``, memory-mapped after.
+
+Per split the cache directory holds::
+
+    <split>.npy            the pixels, RGB, NHWC, uint8
+    <split>.stats.npz      per-pixel mean, channel mean/std, colour covariance eigenvectors
+    <split>.manifest.json  written last: file list with sizes and mtimes, labels, what was skipped
+
+A split's cache is valid when its manifest matches a fresh scan of the dataset (same files,
+sizes, mtimes, labels); otherwise it is rebuilt. Every file is written under a temporary
+name and renamed, so a crash never leaves a half-written cache that looks valid.
+
+Where the cache lives (first that applies):
+
+1. ``cache_dir=`` / ``--cache-dir``: exactly that directory;
+2. ``$TINYZOO_CACHE_DIR/<dataset-name>-<hash>``;
+3. ``$XDG_CACHE_HOME/tinyzoo/data/<dataset-name>-<hash>`` (``~/.cache/...`` when unset),
+
+where ``<hash>`` is taken from the dataset's absolute path. The default keeps the dataset
+directory untouched, so a read-only or shared copy works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinyzoo.data.layout import (
+    ANNOTATIONS,
+    IMAGE_SIZE,
+    ResizedImagesWarning,
+    TinyImageNet,
+    decode_chunk,
+)
+from tinyzoo.errors import TinyzooError
+
+CACHE_VERSION = 1
+CHUNK = 256  # images per worker task: large enough to amortise IPC, small enough for a smooth bar
+IN_PROCESS_BELOW = 2000  # smaller splits decode faster than two worker processes start
+
+
+@dataclass
+class SplitStats:
+    """Pixel statistics of one split, on the 0..1 scale.
+
+    ``pixel_mean`` (64, 64, 3) is Zhai's per-pixel mean image; ``channel_mean`` and
+    ``channel_std`` are over every pixel; ``eigval`` (3,) descending and ``eigvec`` (3, 3),
+    columns, are the principal components of the RGB covariance (AlexNet lighting).
+    """
+
+    pixel_mean: np.ndarray
+    channel_mean: np.ndarray
+    channel_std: np.ndarray
+    eigval: np.ndarray
+    eigvec: np.ndarray
+
+    @classmethod
+    def from_sums(cls, pixel_sum: np.ndarray, cross: np.ndarray, count: int) -> SplitStats:
+        count = max(count, 1)
+        pixel_mean = pixel_sum / count / 255.0
+        channel_mean = pixel_mean.reshape(-1, 3).mean(axis=0)
+        n_pixels = count * pixel_sum.shape[0] * pixel_sum.shape[1]
+        cov = cross / n_pixels / 255.0**2 - np.outer(channel_mean, channel_mean)
+        eigval, eigvec = np.linalg.eigh(cov)
+        order = np.argsort(eigval)[::-1]
+        return cls(
+            pixel_mean=pixel_mean.astype(np.float32),
+            channel_mean=channel_mean.astype(np.float32),
+            channel_std=np.sqrt(np.clip(np.diag(cov), 1e-12, None)).astype(np.float32),
+            eigval=np.clip(eigval[order], 0, None).astype(np.float32),
+            eigvec=eigvec[:, order].astype(np.float32),
+        )
+
+
+@dataclass
+class DecodedSplit:
+    """One split, decoded: what :func:`open_split` returns.
+
+    ``images`` is a read-only memory-mapped uint8 array (N, 64, 64, 3) (RGB, NHWC);
+    ``labels`` int64 (N,) index ``wnids`` (-1 for test); ``files[i]`` is the source of
+    ``images[i]``. ``skipped`` holds the one-line messages of files left out by ``skip_bad``,
+    ``resized`` the number of images that were not 64x64. ``built`` says whether this call
+    decoded the split (rather than reusing the cache).
+    """
+
+    root: Path
+    split: str
+    images: np.ndarray
+    labels: np.ndarray
+    files: list[Path]
+    wnids: list[str]
+    names: dict[str, str]
+    stats: SplitStats
+    cache_path: Path
+    boxes: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    resized: int = 0
+    modes: dict[str, int] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    built: bool = False
+    build_seconds: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.wnids)
+
+
+def resolve_cache_dir(root: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
+    """The directory holding ``root``'s cache (see the module docstring for the order)."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    root = Path(root).resolve()
+    base = os.environ.get("TINYZOO_CACHE_DIR")
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        base = os.path.join(xdg, "tinyzoo", "data")
+    key = hashlib.sha1(str(root).encode()).hexdigest()[:12]
+    return Path(base) / f"{root.name or 'dataset'}-{key}"
+
+
+def scan_entries(layout: TinyImageNet, split: str) -> tuple[list[Path], list[list]]:
+    """The split's files and ``[relative path, size, mtime_ns, label]`` per file, as the manifest stores them."""
+    files, labels = layout.split_files(split)
+    entries = []
+    for path, label in zip(files, labels):
+        try:
+            st = path.stat()
+        except OSError:
+            entries.append([path.relative_to(layout.root).as_posix(), -1, -1, label])
+            continue
+        entries.append([path.relative_to(layout.root).as_posix(), st.st_size, st.st_mtime_ns, label])
+    return files, entries
+
+
+def source_signature(layout: TinyImageNet) -> list:
+    """Sizes and mtimes of the text files labels come from."""
+    sig = []
+    for name in ("wnids.txt", ANNOTATIONS):
+        path = layout.root / name
+        st = path.stat() if path.is_file() else None
+        sig.append([name, st.st_size if st else -1, st.st_mtime_ns if st else -1])
+    return sig
+
+
+def manifest_path(cache: Path, split: str) -> Path:
+    return cache / f"{split}.manifest.json"
+
+
+def read_manifest(cache: Path, split: str) -> dict | None:
+    """The split's manifest, or None if missing, unreadable or from another cache version."""
+    try:
+        manifest = json.loads(manifest_path(cache, split).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if manifest.get("version") == CACHE_VERSION else None
+
+
+def manifest_matches(manifest: dict | None, cache: Path, entries: list[list], layout: TinyImageNet, split: str) -> bool:
+    """Whether ``manifest`` describes exactly this scan and its arrays are on disk."""
+    if manifest is None or manifest.get("entries") != entries or manifest.get("wnids") != layout.wnids:
+        return False
+    if manifest.get("layout_skipped") != layout.skipped:
+        return False
+    npy = cache / f"{split}.npy"
+    return npy.is_file() and npy.stat().st_size == manifest.get("npy_bytes") and (cache / f"{split}.stats.npz").is_file()
+
+
+def cache_state(root: str | os.PathLike, split: str, *, cache_dir: str | os.PathLike | None = None, skip_bad: bool = True) -> dict:
+    """``{"state": "built" | "stale" | "missing", "path", "bytes", "images"}`` without building anything."""
+    layout = TinyImageNet(root, skip_bad=skip_bad)
+    cache = resolve_cache_dir(root, cache_dir)
+    manifest = read_manifest(cache, split)
+    npy = cache / f"{split}.npy"
+    state = {"state": "missing", "path": str(npy), "bytes": None, "images": None}
+    if manifest is None:
+        return state
+    _, entries = scan_entries(layout, split)
+    valid = manifest_matches(manifest, cache, entries, layout, split)
+    state.update(state="built" if valid else "stale", bytes=manifest.get("npy_bytes"), images=manifest.get("count"))
+    if valid:
+        state.update(modes=manifest.get("modes", {}), sizes=manifest.get("sizes", {}), resized=manifest.get("resized", 0), skipped=len(manifest.get("skipped", [])))
+    return state
+
+
+@contextlib.contextmanager
+def build_lock(cache: Path, split: str):
+    """Hold an exclusive lock on the split's cache, so concurrent ranks build it once."""
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # no flock on Windows: builders may race, each rename is still atomic
+        yield
+        return
+    with open(cache / f"{split}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_split(
+    root: str | os.PathLike,
+    split: str,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    skip_bad: bool = False,
+    workers: int | None = None,
+    rebuild: bool = False,
+) -> DecodedSplit:
+    """The decoded ``split`` of the dataset at ``root``, building its cache first if needed.
+
+    ``workers`` decoding processes (default 2; 0 decodes in this process); ``rebuild``
+    ignores an existing cache. A bad file raises a one-line :class:`TinyzooError`, or with
+    ``skip_bad`` is left out and named in ``.skipped``. Images that were not 64x64 are
+    resized and counted in one :class:`ResizedImagesWarning` when the cache is built.
+    """
+    layout = TinyImageNet(root, skip_bad=skip_bad)
+    files, entries = scan_entries(layout, split)
+    cache = resolve_cache_dir(root, cache_dir)
+    with build_lock(cache, split):
+        manifest = None if rebuild else read_manifest(cache, split)
+        built, seconds = False, 0.0
+        if not manifest_matches(manifest, cache, entries, layout, split):
+            start = time.perf_counter()
+            manifest = build_split(layout, split, files, entries, cache, workers=workers)
+            built, seconds = True, time.perf_counter() - start
+    if manifest["skipped"] and not skip_bad:
+        raise TinyzooError(manifest["skipped"][0])
+    bad = set(manifest["bad_rows"])
+    stats_file = np.load(cache / f"{split}.stats.npz")
+    kept = [i for i in range(len(files)) if i not in bad]
+    return DecodedSplit(
+        root=layout.root,
+        split=split,
+        images=np.load(cache / f"{split}.npy", mmap_mode="r"),
+        labels=np.asarray([entries[i][3] for i in kept], dtype=np.int64),
+        files=[files[i] for i in kept],
+        wnids=list(layout.wnids),
+        names=dict(layout.names),
+        stats=SplitStats(**{k: stats_file[k] for k in stats_file.files}),
+        cache_path=cache / f"{split}.npy",
+        boxes=layout.boxes(split),
+        skipped=list(manifest["skipped"]),
+        resized=manifest["resized"],
+        modes=manifest["modes"],
+        sizes=manifest["sizes"],
+        built=built,
+        build_seconds=seconds,
+    )
+
+
+def build_split(layout: TinyImageNet, split: str, files: list[Path], entries: list[list], cache: Path, *, workers: int | None = None) -> dict:
+    """Decode ``files`` into ``cache/<split>.npy`` (+ stats, + manifest); returns the manifest written."""
+    from tinyzoo.console import progress
+
+    n = len(files)
+    if n == 0:
+        raise TinyzooError(f"{layout.root / split}: no images found; expected JPEG files in the Tiny ImageNet layout")
+    workers = 2 if workers is None else workers
+    tag = f"{os.getpid()}-{time.monotonic_ns()}"
+    tmp = cache / f"{split}.npy.tmp-{tag}"
+    final_tmp = tmp
+    stats_tmp = cache / f"{split}.stats.tmp-{tag}.npz"
+    try:
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, IMAGE_SIZE, IMAGE_SIZE, 3)).flush()
+        tasks = [(str(tmp), s, [str(p) for p in files[s:s + CHUNK]]) for s in range(0, n, CHUNK)]
+        results = []
+        with progress(total=n, desc=f"decoding {split}", unit="img") as bar:
+            for result in run_tasks(tasks, workers if n >= IN_PROCESS_BELOW else 0):
+                if result["errors"] and not layout.skip_bad:
+                    raise TinyzooError(result["errors"][0][1])
+                results.append(result)
+                bar.update(len(tasks[len(results) - 1][2]))
+        errors = sorted(e for r in results for e in r["errors"])
+        bad_rows = [row for row, _ in errors]
+        if len(bad_rows) == n:
+            raise TinyzooError(f"{layout.root / split}: every image failed to decode; first: {errors[0][1]}")
+        if bad_rows:
+            final_tmp = compact(tmp, bad_rows, cache / f"{split}.npy.tmp-{tag}-kept")
+        modes, sizes = Counter(), Counter()
+        for r in results:
+            modes.update(r["modes"])
+            sizes.update(r["sizes"])
+        resized = sum(r["resized"] for r in results)
+        stats = SplitStats.from_sums(
+            sum(r["pixel_sum"] for r in results), sum(r["cross"] for r in results), sum(r["good"] for r in results)
+        )
+        np.savez(stats_tmp, **stats.__dict__)
+        os.replace(final_tmp, cache / f"{split}.npy")
+        os.replace(stats_tmp, cache / f"{split}.stats.npz")
+        manifest = {
+            "version": CACHE_VERSION,
+            "root": str(layout.root.resolve()),
+            "split": split,
+            "count": n - len(bad_rows),
+            "npy_bytes": (cache / f"{split}.npy").stat().st_size,
+            "wnids": layout.wnids,
+            "entries": entries,
+            "bad_rows": bad_rows,
+            "skipped": layout.skipped + [message for _, message in errors],
+            "layout_skipped": layout.skipped,
+            "resized": resized,
+            "modes": dict(modes),
+            "sizes": dict(sizes),
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        write_atomic(manifest_path(cache, split), json.dumps(manifest))
+    finally:
+        for path in (tmp, final_tmp, stats_tmp):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    if resized:
+        warnings.warn(
+            f"{resized} of {n} images in {layout.root / split} were not {IMAGE_SIZE}x{IMAGE_SIZE} and were resized to it",
+            ResizedImagesWarning,
+            stacklevel=3,
+        )
+    return manifest
+
+
+def run_tasks(tasks: list[tuple], workers: int):
+    """Yield :func:`decode_chunk` results in task order, from ``workers`` processes (0: here)."""
+    if workers <= 0:
+        for task in tasks:
+            yield decode_chunk(*task)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the parent may hold torch threads or a prefetch thread
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(decode_chunk, *task) for task in tasks]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def compact(src: Path, bad_rows: list[int], dst: Path) -> Path:
+    """Copy ``src`` without ``bad_rows`` into a new ``.npy`` at ``dst``; returns ``dst``."""
+    images = np.load(src, mmap_mode="r")
+    keep = np.setdiff1d(np.arange(len(images)), np.asarray(bad_rows))
+    out = np.lib.format.open_memmap(dst, mode="w+", dtype=np.uint8, shape=(len(keep),) + images.shape[1:])
+    for s in range(0, len(keep), 4096):
+        out[s:s + 4096] = images[keep[s:s + 4096]]
+    out.flush()
+    del out, images
+    src.unlink()
+    return dst
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

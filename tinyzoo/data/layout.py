@@ -1,0 +1,316 @@
+"""Reading a dataset in the ``tiny-imagenet-200`` layout: class ids, file lists, labels, boxes, pixels.
+
+The layout (see docs/data.md)::
+
+    wnids.txt                              class order, one wnid a line
+    words.txt                              wnid TAB names (optional)
+    train/<wnid>/images/*.JPEG             (or train/<wnid>/*.JPEG)
+    train/<wnid>/<wnid>_boxes.txt          file TAB x0 TAB y0 TAB x1 TAB y1 (optional)
+    val/images/*.JPEG + val/val_annotations.txt   file TAB wnid TAB x0 TAB y0 TAB x1 TAB y1
+      or val/<wnid>/images/*.JPEG, val/<wnid>/*.JPEG  (validation already sorted into classes)
+    test/images/*.JPEG                     no labels
+
+Nothing here imports torch; :func:`read_image` and :func:`decode_chunk` are what the cache's
+worker processes run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from tinyzoo.errors import TinyzooError
+
+SPLITS = ("train", "val", "test")
+IMAGE_SIZE = 64
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+ANNOTATIONS = "val/val_annotations.txt"
+
+
+class ResizedImagesWarning(UserWarning):
+    """Some images were not 64x64 and were resized; the message says how many."""
+
+
+class TinyImageNet:
+    """A dataset directory in the Tiny ImageNet layout.
+
+    ``wnids`` is the class order (label ``i`` is ``wnids[i]``), ``names`` maps each wnid to
+    its words (the wnid itself where words.txt has none). Problems raise a one-line
+    :class:`TinyzooError`; with ``skip_bad=True`` the offending file, folder or annotation
+    line is left out instead and its message appended to ``skipped``.
+    """
+
+    def __init__(self, root: str | os.PathLike, *, skip_bad: bool = False):
+        self.root = Path(root)
+        self.skip_bad = skip_bad
+        self.skipped: list[str] = []
+        if not self.root.is_dir():
+            raise TinyzooError(f"{self.root}: no such directory; expected a Tiny ImageNet folder holding wnids.txt, train/ and val/")
+        self.wnids = self._read_wnids()
+        self._index = {w: i for i, w in enumerate(self.wnids)}
+        self.names = self._read_words()
+        self._files: dict[str, tuple[list[Path], list[int]]] = {}
+        self._boxes: dict[str, dict[str, tuple[int, int, int, int]]] = {}
+
+    # --- class ids -----------------------------------------------------------------
+
+    def _read_wnids(self) -> list[str]:
+        path = self.root / "wnids.txt"
+        if not path.is_file():
+            raise TinyzooError(f"{path}: file not found; a Tiny ImageNet directory lists its class ids (wnids) there, one per line")
+        wnids: list[str] = []
+        seen: set[str] = set()
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            wnid = line.strip()
+            if not wnid:
+                continue
+            if wnid in seen:
+                raise TinyzooError(f"{path}:{lineno}: {wnid} is listed twice; each class id must appear once")
+            seen.add(wnid)
+            wnids.append(wnid)
+        if not wnids:
+            raise TinyzooError(f"{path}: no class ids in it; expected one wnid (e.g. n01443537) a line")
+        return wnids
+
+    def _read_words(self) -> dict[str, str]:
+        names = {w: w for w in self.wnids}
+        path = self.root / "words.txt"
+        if path.is_file():
+            # words.txt of the real dataset names all 82k WordNet ids; keep only ours
+            for line in path.read_text(errors="replace").splitlines():
+                wnid, _, words = line.partition("\t")
+                if wnid in names and words.strip():
+                    names[wnid] = words.strip()
+        return names
+
+    # --- splits ----------------------------------------------------------------------
+
+    def has_split(self, split: str) -> bool:
+        """Whether the directory holds ``split`` (``train``, ``val`` or ``test``)."""
+        check_split(split)
+        if split == "test":
+            return (self.root / "test" / "images").is_dir()
+        return (self.root / split).is_dir()
+
+    @property
+    def splits(self) -> list[str]:
+        """The splits present, in the order train, val, test."""
+        return [s for s in SPLITS if self.has_split(s)]
+
+    def split_layout(self, split: str) -> str:
+        """How ``split`` is stored: ``class folders``, ``annotations`` or ``unlabelled``."""
+        check_split(split)
+        if split == "test":
+            return "unlabelled"
+        if split == "val" and ((self.root / ANNOTATIONS).is_file() or (self.root / "val" / "images").is_dir()):
+            return "annotations"
+        return "class folders"
+
+    def split_files(self, split: str) -> tuple[list[Path], list[int]]:
+        """``(files, labels)`` for ``split``: paths under ``root``, labels index ``wnids`` (-1 for test).
+
+        Train lists classes in wnids.txt order, each class's files sorted by name; val
+        follows val_annotations.txt (or class order when sorted into folders); test is
+        sorted by name.
+        """
+        check_split(split)
+        if split not in self._files:
+            if not self.has_split(split):
+                where = "test/images" if split == "test" else f"{split}/"
+                raise TinyzooError(f"{self.root / where}: not found; this dataset has no {split} split (it has: {', '.join(self.splits) or 'none'})")
+            if split == "test":
+                files = list_images(self.root / "test" / "images")
+                self._files[split] = (files, [-1] * len(files))
+            elif self.split_layout(split) == "annotations":
+                self._files[split] = self._read_annotated_val()
+            else:
+                self._files[split] = self._read_class_folders(split)
+        files, labels = self._files[split]
+        return list(files), list(labels)
+
+    def boxes(self, split: str) -> dict[str, tuple[int, int, int, int]]:
+        """File name -> bounding box ``(x0, y0, x1, y1)`` from the boxes/annotation files (may be empty)."""
+        self.split_files(split)
+        return dict(self._boxes.get(split, {}))
+
+    def _bad(self, message: str) -> None:
+        if not self.skip_bad:
+            raise TinyzooError(message)
+        self.skipped.append(message)
+
+    def _read_class_folders(self, split: str) -> tuple[list[Path], list[int]]:
+        base = self.root / split
+        for entry in sorted(os.scandir(base), key=lambda e: e.name):
+            if entry.is_dir() and not entry.name.startswith(".") and entry.name not in self._index and not (split == "val" and entry.name == "images"):
+                self._bad(f"{base / entry.name}: folder is not a class listed in {self.root / 'wnids.txt'}")
+        files: list[Path] = []
+        labels: list[int] = []
+        boxes: dict[str, tuple[int, int, int, int]] = {}
+        for label, wnid in enumerate(self.wnids):
+            folder = base / wnid
+            if not folder.is_dir():
+                self._bad(f"{folder}: folder not found; wnids.txt lists class {wnid} but {split}/ has no folder for it")
+                continue
+            images = folder / "images"
+            found = list_images(images if images.is_dir() else folder)
+            files += found
+            labels += [label] * len(found)
+            boxes.update(read_boxes(folder / f"{wnid}_boxes.txt"))
+        self._boxes[split] = boxes
+        return files, labels
+
+    def _read_annotated_val(self) -> tuple[list[Path], list[int]]:
+        ann = self.root / ANNOTATIONS
+        images = self.root / "val" / "images"
+        if not ann.is_file():
+            raise TinyzooError(f"{ann}: file not found; val/images needs it to label its images (or sort val/ into one folder per wnid)")
+        on_disk = {p.name: p for p in list_images(images)} if images.is_dir() else {}
+        files: list[Path] = []
+        labels: list[int] = []
+        boxes: dict[str, tuple[int, int, int, int]] = {}
+        listed: set[str] = set()
+        for lineno, line in enumerate(ann.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            fields = line.split("\t") if "\t" in line else line.split()
+            if len(fields) < 2:
+                self._bad(f"{ann}:{lineno}: expected 'FILE<TAB>WNID<TAB>x0<TAB>y0<TAB>x1<TAB>y1', got {line.strip()!r}")
+                continue
+            name, wnid = fields[0].strip(), fields[1].strip()
+            if wnid not in self._index:
+                self._bad(f"{ann}:{lineno}: unknown wnid {wnid!r} for {name}; it is not in wnids.txt")
+                continue
+            if name not in on_disk:
+                self._bad(f"{ann}:{lineno}: {name} not found in {images}")
+                continue
+            if name in listed:
+                self._bad(f"{ann}:{lineno}: {name} is annotated twice")
+                continue
+            listed.add(name)
+            files.append(on_disk[name])
+            labels.append(self._index[wnid])
+            box = parse_box(fields[2:6])
+            if box is not None:
+                boxes[name] = box
+        for name in sorted(set(on_disk) - listed):
+            self._bad(f"{on_disk[name]}: not listed in {ann}; every validation image needs a line there")
+        self._boxes["val"] = boxes
+        return files, labels
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise TinyzooError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (JPEG or PNG, any case), sorted by name; hidden files skipped."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        (folder / e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith(".") and e.name.lower().endswith(IMAGE_SUFFIXES)),
+        key=lambda p: p.name,
+    )
+
+
+def parse_box(fields: list[str]) -> tuple[int, int, int, int] | None:
+    try:
+        x0, y0, x1, y1 = (int(float(f)) for f in fields)
+    except ValueError:
+        return None
+    return x0, y0, x1, y1
+
+
+def read_boxes(path: Path) -> dict[str, tuple[int, int, int, int]]:
+    """``<wnid>_boxes.txt`` as file name -> box; missing file or malformed lines give nothing."""
+    if not path.is_file():
+        return {}
+    boxes = {}
+    for line in path.read_text().splitlines():
+        fields = line.split("\t") if "\t" in line else line.split()
+        box = parse_box(fields[1:5]) if len(fields) >= 5 else None
+        if box is not None:
+            boxes[fields[0].strip()] = box
+    return boxes
+
+
+# --- pixels --------------------------------------------------------------------------
+
+
+def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str, tuple[int, int]]:
+    """``(pixels, mode, size)``: a uint8 (64, 64, 3) RGB array, the file's own mode and (w, h).
+
+    Grayscale, CMYK, palette and alpha images become RGB; other sizes are resized (bicubic).
+    An unreadable file raises :class:`TinyzooError` naming it.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            mode, size = im.mode, im.size
+            im.load()  # decode now, so a truncated file fails here and not later
+            if im.mode != "RGB":
+                im = im.convert("RGB")
+            if im.size != (IMAGE_SIZE, IMAGE_SIZE):
+                im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
+            return np.asarray(im, dtype=np.uint8), mode, size
+    except UnidentifiedImageError:
+        raise TinyzooError(f"{path}: cannot decode image: not a recognised image format") from None
+    except FileNotFoundError:
+        raise TinyzooError(f"{path}: cannot decode image: file not found") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        problem = "file is truncated" if "truncated" in str(exc) else " ".join(str(exc).split()) or type(exc).__name__
+        raise TinyzooError(f"{path}: cannot decode image: {problem}") from None
+
+
+def decode_chunk(npy_path: str, start: int, paths: list[str]) -> dict:
+    """Decode ``paths`` into rows ``start...`` of the (N, 64, 64, 3) ``.npy`` at ``npy_path``.
+
+    Runs in a worker process. Returns the per-chunk tallies the cache needs: ``errors``
+    (row, message) for files that failed (their rows are left zero), ``modes`` and
+    ``sizes`` counters, ``resized`` count, and the sums behind the dataset statistics
+    (``pixel_sum`` (64, 64, 3) and ``cross`` (3, 3) over the good rows, ``good`` count).
+    """
+    out = np.load(npy_path, mmap_mode="r+")
+    errors: list[tuple[int, str]] = []
+    modes: Counter = Counter()
+    sizes: Counter = Counter()
+    good = np.ones(len(paths), dtype=bool)
+    for i, path in enumerate(paths):
+        try:
+            pixels, mode, size = read_image(path)
+        except TinyzooError as exc:
+            errors.append((start + i, str(exc)))
+            good[i] = False
+            continue
+        out[start + i] = pixels
+        modes[mode] += 1
+        sizes[f"{size[0]}x{size[1]}"] += 1
+    rows = np.asarray(out[start:start + len(paths)][good])
+    out.flush()
+    del out
+    flat = rows.reshape(-1, 3).astype(np.float32)
+    return {
+        "start": start,
+        "errors": errors,
+        "modes": dict(modes),
+        "sizes": dict(sizes),
+        "resized": sum(n for s, n in sizes.items() if s != f"{IMAGE_SIZE}x{IMAGE_SIZE}"),
+        "good": int(good.sum()),
+        "pixel_sum": rows.sum(axis=0, dtype=np.float64),
+        "cross": (flat.T @ flat).astype(np.float64),
+    }
+
+
+def read_header(path: str | os.PathLike) -> tuple[str, tuple[int, int]] | None:
+    """``(mode, (w, h))`` from the file's header without decoding it; None if it is not an image."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.mode, im.size
+    except Exception:
+        return None
