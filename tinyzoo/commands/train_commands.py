@@ -1,0 +1,113 @@
+"""``tinyzoo train``: run a named recipe (or continue a run) into a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tinyzoo.console import CommandError, print_json
+
+SET_HELP = "Override a recipe field: key.path=value (a TOML literal), e.g. stages[1].optimizer.lr=0.01. Repeatable."
+
+
+def default_run_dir(name: str) -> Path:
+    """``runs/NAME``, or ``runs/NAME-2``, ``-3``... when taken."""
+    base = Path("runs") / Path(name).stem
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+@click.command("train")
+@click.argument("name", required=False)
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Dataset directory in the tiny-imagenet-200 layout [default: the generated sample dataset].")
+@click.option("--out", type=click.Path(path_type=Path), help="Run directory to create (default runs/NAME).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--resume", type=click.Path(file_okay=False, path_type=Path), help="Continue the run in this directory from its last checkpoint.")
+@click.option("--device", help="auto (default: the recipe's run.device), cpu, cuda or cuda:N.")
+@click.option("--epochs-scale", type=float, default=1.0, show_default=True, help="Multiply every stage's length (and its schedule) by this: 0.1 for a quick run.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the decoded dataset cache lives.")
+@click.option("--no-feature-cache", is_flag=True, help="Always run the frozen backbone, even where its features could be cached.")
+@click.option("--checkpoint-every-steps", type=int, help="Also write a checkpoint every N optimizer steps within an epoch.")
+@click.option("--threads", type=int, help="CPU threads for torch (default: the cores idle at the start; $TINYZOO_THREADS).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON.")
+def train_command(name, data, out, sets, resume, device, epochs_scale, cache_dir, no_feature_cache, checkpoint_every_steps, threads, as_json):
+    """Train recipe NAME on the dataset at --data, writing a run directory.
+
+    Without --data it trains on the generated sample dataset (written once to the cache
+    folder), so `tinyzoo train quickstart` runs anywhere, offline.
+
+    The run directory holds the resolved recipe, metrics.jsonl, checkpoints, the best
+    snapshots, best/ (an adapted model for `tinyzoo eval`) and PNG plots. Ctrl-C writes a
+    checkpoint and stops; `tinyzoo train --resume RUN` continues it. Under
+    `torchrun --nproc_per_node N -m tinyzoo train ...` it trains data-parallel.
+
+    \b
+    tinyzoo train quickstart --data sample/
+    tinyzoo train kim2016-resnet18 --data tiny-imagenet-200 --set stages[0].batch_size=128
+    tinyzoo train --resume runs/kim2016-resnet18
+    """
+    import os
+
+    from tinyzoo.recipe import load_recipe
+
+    if resume is not None:
+        if name or sets or epochs_scale != 1.0:
+            raise click.UsageError("--resume continues a run exactly as it started: give no NAME, --set or --epochs-scale")
+        from tinyzoo.train.trainer import read_settings
+
+        saved = read_settings(resume)
+        recipe = load_recipe(resume / "recipe.toml")
+        data = data or Path(saved["data"])
+        cache_dir = cache_dir or (Path(saved["cache_dir"]) if saved.get("cache_dir") else None)
+        device = device or saved.get("device")
+        no_feature_cache = no_feature_cache or saved.get("feature_cache") == "off"
+        threads = threads or saved.get("threads")  # the same thread count keeps CPU results bit-identical
+        out = resume
+    else:
+        if not name:
+            raise click.UsageError("give a recipe NAME (see `tinyzoo recipes`) or --resume RUN")
+        recipe = load_recipe(name, sets)
+        if data is None:
+            from tinyzoo.data.sample import ensure_default_sample
+
+            data = ensure_default_sample()
+            click.echo(f"no --data: training on the generated sample dataset in {data} (10 classes; give --data DIR for real data)", err=True)
+        out = out or default_run_dir(recipe.name)
+
+    from tinyzoo.train.trainer import StopRequested, Trainer, TrainSettings, environment_threads
+
+    threads = threads or environment_threads()
+    settings = TrainSettings(
+        data=data, out=out, cache_dir=cache_dir, device=device, epochs_scale=epochs_scale,
+        feature_cache="off" if no_feature_cache else "auto", checkpoint_every_steps=checkpoint_every_steps,
+        threads=threads, log=lambda msg: click.echo(msg, err=True),
+    )
+    if int(os.environ.get("RANK", "0")) != 0:
+        settings.progress = False
+        settings.log = lambda msg: None
+    try:
+        summary = Trainer(recipe, settings).run(resume=resume is not None)
+    except StopRequested:
+        raise CommandError(f"stopped; a checkpoint is in {out}/checkpoints (continue with: tinyzoo train --resume {out})", 130) from None
+    except KeyboardInterrupt:
+        raise CommandError(f"interrupted; continue from the last checkpoint with: tinyzoo train --resume {out}", 130) from None
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if as_json:
+        print_json(summary)
+        return
+    best = summary["best_val_top1"]
+    click.echo(f"run: {summary['run']}")
+    click.echo(f"trained {summary['epochs']:g} epochs ({summary['steps']} steps) in {summary['train_seconds']:.1f}s")
+    if best is not None:
+        click.echo(f"validation top-1: best {100 * best:.2f}%, last {100 * summary['final_val_top1']:.2f}% (top-5 {100 * summary['final_val_top5']:.2f}%)")
+    ev = recipe.evaluation
+    click.echo(f"best model: {summary['best']}")
+    click.echo(f"evaluate it with the recipe's views: tinyzoo eval {summary['run']} --data {data} --tta {ev.views} --combine {ev.combine}")
+
+
+COMMANDS = [train_command]

@@ -1,0 +1,14 @@
+"""Training: the staged trainer, its optimizers and schedules, frozen-feature caching, run
+directories and data-parallel set-up.
+
+``Trainer(recipe, TrainSettings(data=..., out=...)).run()`` trains a recipe into a run
+directory; ``tinyzoo train`` is the command-line face of it. Importing this package imports
+torch (the command line imports it only inside the command).
+"""
+
+from __future__ import annotations
+
+from tinyzoo.train.rundir import RunDir
+from tinyzoo.train.trainer import StopRequested, Trainer, TrainSettings
+
+__all__ = ["RunDir", "StopRequested", "TrainSettings", "Trainer"]
