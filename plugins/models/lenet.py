@@ -20,6 +20,8 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
+from tinyzoo_plugins.models.weight_init import initialize_weights
+
 NATIVE_GRID = 13  # (64 - 4) / 2 = 30, (30 - 4) / 2 = 13
 
 
@@ -48,10 +50,7 @@ class LeNet5(nn.Module):
             relu2=nn.ReLU(inplace=True),
             fc3=nn.Linear(84, num_classes),
         ))
-        for module in self.features:
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+        initialize_weights(self.features)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.grid_pool(self.features(x)).flatten(1))

@@ -30,17 +30,7 @@ from collections import OrderedDict
 import torch
 from torch import Tensor, nn
 
-
-def initialize_weights(model: nn.Module) -> None:
-    """Kaiming-normal (fan_out, relu) convolutions, BatchNorm 1/0; Linear layers untouched."""
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+from tinyzoo_plugins.models.weight_init import initialize_weights
 
 
 class YuBaseline(nn.Module):

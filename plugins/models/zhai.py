@@ -23,6 +23,8 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 
+from tinyzoo_plugins.models.weight_init import initialize_weights
+
 EXPANSION = 4
 STAGE_WIDTHS = (64, 128, 256)
 STEM_WIDTH = 64
@@ -99,18 +101,6 @@ class ZhaiResNet(nn.Module):
         x = self.stem(x)
         x = self.stage3(self.stage2(self.stage1(x)))
         return self.fc(self.pool(x).flatten(1))
-
-
-def initialize_weights(model: nn.Module) -> None:
-    """Kaiming-normal (fan_out, relu) convolutions, BatchNorm 1/0; Linear layers untouched."""
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
 
 def resnet20_zhai(num_classes: int = 200, width: float = 1.0) -> nn.Module:
