@@ -45,3 +45,52 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
 def cli():
     """``cli("list", "--json")`` runs the real command line in a subprocess."""
     return run_cli
+
+
+# -- weights: a Hugging Face cache and a Hub-shaped server (implementation in tests/hub_server.py) --
+HUB_REPO = "timm/resnet18.tv_in1k"  # resnet18's default weights in the registry
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """A Hugging Face cache in a fresh HF_HOME holding random timm resnet18 weights as HUB_REPO.
+
+    Gives ``.home``, ``.cache_dir``, ``.repo_id``, ``.commit``, ``.path`` (the snapshot file),
+    ``.data`` (its bytes), ``.tensors`` (the state dict) and ``.add(repo_id, data, commit=, ref=)``.
+    """
+    from types import SimpleNamespace
+
+    from hub_server import random_timm_weights, write_cache_entry
+    from safetensors.torch import load
+
+    home = tmp_path / "hf-home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    cache_dir = home / "hub"
+    data = random_timm_weights("resnet18")
+    path = write_cache_entry(cache_dir, HUB_REPO, "model.safetensors", data)
+    return SimpleNamespace(
+        home=home, cache_dir=cache_dir, repo_id=HUB_REPO, commit=path.parent.name, path=path, data=data,
+        tensors=load(data),
+        add=lambda repo_id, data, **kw: write_cache_entry(cache_dir, repo_id, "model.safetensors", data, **kw),
+    )
+
+
+@pytest.fixture
+def hub_server(tmp_path, monkeypatch):
+    """A local Hub (``FakeHub``) on 127.0.0.1 reached through HF_ENDPOINT, with an empty cache in HF_HOME.
+
+    Add repos with ``.add(repo_id, {"model.safetensors": data}, ref="main")``; ``.requests``
+    logs every call. The server stops when the test ends.
+    """
+    from hub_server import FakeHub
+
+    server = FakeHub().start()
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -6,8 +6,6 @@ import json
 import re
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 

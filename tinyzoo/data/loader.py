@@ -39,7 +39,10 @@ class BatchLoader:
       ``pipeline`` is None); ``targets`` is int64 (N,) labels (-1 for test), or float
       (N, num_classes) class probabilities when the pipeline mixes (mixup/cutmix);
       ``F.cross_entropy(logits, targets)`` accepts both;
-    - ``prefetch`` batches are prepared ahead in a background thread (0: none).
+    - ``prefetch`` batches are prepared ahead in a background thread (0: none; default 2
+      on CUDA, where it overlaps the GPU's work, and 0 on CPU, where the thread would only
+      compete with the model for the same cores: 9.0x against 10.6x ImageFolder's
+      throughput on an idle 2-core machine, docs/benchmarks.md).
 
     ``split`` is a :class:`~tinyzoo.data.cache.DecodedSplit` or anything with ``images``
     (N, H, W, 3) uint8 and ``labels`` (N,) arrays.
@@ -57,7 +60,7 @@ class BatchLoader:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
-        prefetch: int = 2,
+        prefetch: int | None = None,
         num_classes: int | None = None,
     ):
         if batch_size < 1:
@@ -75,7 +78,7 @@ class BatchLoader:
         self.device = torch.device(device)
         self.drop_last = drop_last
         self.rank, self.world_size = rank, world_size
-        self.prefetch = prefetch
+        self.prefetch = (2 if self.device.type == "cuda" else 0) if prefetch is None else prefetch
         wnids = getattr(split, "wnids", None)
         self.num_classes = num_classes or (len(wnids) if wnids else int(self.labels.max(initial=-1)) + 1)
         self.epoch = 0
