@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from tinyzoo.atomic_files import write_atomic
 from tinyzoo.console import print_json, print_table
 from tinyzoo.errors import TinyzooError
 from tinyzoo.evaluate.combine import COMBINATIONS
@@ -73,7 +74,7 @@ def write_submission(path: str, predictions) -> int:
     top1 = predictions.predictions
     lines = [f"{Path(f).name} {predictions.class_wnids[int(k)]}" for f, k in zip(predictions.files, top1)]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text("\n".join(lines) + "\n")
+    write_atomic(path, "\n".join(lines) + "\n")
     return len(lines)
 
 
@@ -121,7 +122,7 @@ def eval_command(model, data_dir, split, views, combine, crop, limit, batch_rows
     record = metrics_record(predictions, split, time.perf_counter() - start)
     out = Path(out_dir) if out_dir else default_out(source, f"{split}-{views}-{combine}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_atomic(out / "metrics.json", json.dumps(record, indent=2) + "\n")
     if submission:
         record["submission"] = str(submission)
         record["submission_lines"] = write_submission(submission, predictions)
@@ -210,7 +211,7 @@ def ensemble_command(models, data_dir, split, views, combine, crop, limit, batch
     combined = Predictions(np.asarray(probs), labels, first.files, first.class_wnids, first.class_names, views, combine,
                            source=f"{method} ensemble of {len(members)}")
     record.update(metrics_record(combined, split, time.perf_counter() - start, method=method, members=record["members"]))
-    (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_atomic(out / "metrics.json", json.dumps(record, indent=2) + "\n")
     if submission:
         record["submission"] = str(submission)
         record["submission_lines"] = write_submission(submission, combined)

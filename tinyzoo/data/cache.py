@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyzoo.atomic_files import write_atomic
 from tinyzoo.data.layout import (
     ANNOTATIONS,
     IMAGE_SIZE,
@@ -364,7 +365,3 @@ def compact(src: Path, bad_rows: list[int], dst: Path) -> Path:
     return dst
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

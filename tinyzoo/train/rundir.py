@@ -24,19 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tinyzoo.atomic_files import write_atomic
 from tinyzoo.errors import TinyzooError
 
 KEEP_CHECKPOINTS = 2  # the newest and the one before it, in case the newest is being replaced
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -94,8 +87,8 @@ class RunDir:
             raise TinyzooError(f"{self.path} already holds a run; use --resume {self.path} to continue it, or another --out")
         self.path.mkdir(parents=True, exist_ok=True)
         self.checkpoints.mkdir(exist_ok=True)
-        write_text_atomic(self.recipe_path, recipe_toml)
-        write_text_atomic(self.metrics_path, "")
+        write_atomic(self.recipe_path, recipe_toml)
+        write_atomic(self.metrics_path, "")
 
     def read_recipe_text(self) -> str:
         """The resolved recipe this run was started with."""
@@ -113,7 +106,7 @@ class RunDir:
 
     def rewrite_metrics(self, records: list[dict[str, Any]]) -> None:
         """Replace metrics.jsonl with ``records`` (on resume: what the checkpoint had seen)."""
-        write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
+        write_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The records of metrics.jsonl."""
@@ -124,7 +117,7 @@ class RunDir:
     def write_lr_trace(self, trace: list[tuple[int, float, float]]) -> None:
         """lr.csv: ``step,epoch,lr`` per optimizer step."""
         lines = ["step,epoch,lr"] + [f"{s},{e:.6f},{lr:.10g}" for s, e, lr in trace]
-        write_text_atomic(self.path / "lr.csv", "\n".join(lines) + "\n")
+        write_atomic(self.path / "lr.csv", "\n".join(lines) + "\n")
 
     # -- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, name: str, model, state: dict[str, Any]) -> Path:
@@ -146,7 +139,7 @@ class RunDir:
             f.flush()
             os.fsync(f.fileno())
         _replace_dir(tmp, final)
-        write_text_atomic(self.checkpoints / "LATEST", name + "\n")
+        write_atomic(self.checkpoints / "LATEST", name + "\n")
         self._prune_checkpoints(keep=name)
         return final
 
@@ -202,7 +195,7 @@ class RunDir:
         for dropped in index[keep:]:
             shutil.rmtree(self.snapshots / dropped["name"], ignore_errors=True)
         index = index[:keep]
-        write_text_atomic(self.snapshots / "index.json", json.dumps(index, indent=2) + "\n")
+        write_atomic(self.snapshots / "index.json", json.dumps(index, indent=2) + "\n")
         return index
 
     def restore_snapshots(self, index: list[dict]) -> None:
@@ -213,7 +206,7 @@ class RunDir:
         for path in self.snapshots.iterdir():
             if path.is_dir() and path.name not in names:
                 shutil.rmtree(path, ignore_errors=True)
-        write_text_atomic(self.snapshots / "index.json", json.dumps(index, indent=2) + "\n")
+        write_atomic(self.snapshots / "index.json", json.dumps(index, indent=2) + "\n")
 
     # -- plots ---------------------------------------------------------------------------
     def plot(self, records: list[dict[str, Any]], trace: list[tuple[int, float, float]]) -> None:

@@ -41,7 +41,8 @@ from tinyzoo.train import distributed
 from tinyzoo.train.features import cache_batches, cacheable, estimated_bytes, extract_everywhere, fixed_views, memory_budget, render_view
 from tinyzoo.train.optim import LrSchedule, build_optimizer, set_lr
 from tinyzoo.train.parts import ModelParts, freeze, model_parts, set_train_mode, trainable_names
-from tinyzoo.train.rundir import RunDir, checkpoint_name, finite_or_none, write_text_atomic
+from tinyzoo.atomic_files import write_atomic
+from tinyzoo.train.rundir import RunDir, checkpoint_name, finite_or_none
 
 CHECKPOINT_VERSION = 1
 EPOCH_SEED_STRIDE = 100_000  # loader epochs of stage s are s * stride + e: unique across stages
@@ -279,7 +280,7 @@ class Trainer:
             "feature_cache": self.settings.feature_cache,
             "threads": self.settings.threads,
         }
-        write_text_atomic(self.run_dir.path / "run.json", json.dumps(data, indent=2) + "\n")
+        write_atomic(self.run_dir.path / "run.json", json.dumps(data, indent=2) + "\n")
 
     def _open_data(self) -> None:
         root = self.settings.data
