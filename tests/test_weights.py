@@ -281,3 +281,21 @@ def test_adapt_offline_gives_exactly_the_cached_tensors_ready_to_push(hub_cache,
     dry = cli("push", str(out), "me/resnet18-tiny", "--dry-run")  # its model card is what push needs
     assert dry.returncode == 0, dry.stderr
     assert "base_model: timm/resnet18.tv_in1k" in dry.stdout
+
+
+def test_file_digest_is_remembered_only_for_files_not_just_written(tmp_path):
+    import hashlib
+    import os
+
+    from tinyzoo import hub
+
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"a" * 1000)
+    assert hub.file_sha256(path) == hashlib.sha256(b"a" * 1000).hexdigest()
+    path.write_bytes(b"b" * 1000)  # same size, likely the same coarse mtime: must not be served from memory
+    assert hub.file_sha256(path) == hashlib.sha256(b"b" * 1000).hexdigest()
+    old = path.stat().st_mtime_ns - 10_000_000_000
+    os.utime(path, ns=(old, old))
+    first = hub.file_sha256(path)
+    key = (os.path.realpath(path), path.stat().st_ino, 1000, old)
+    assert hub._DIGESTS[key] == first == hashlib.sha256(b"b" * 1000).hexdigest()

@@ -82,12 +82,30 @@ def how_to_proceed(fetch_name: str, cache_variable: str = "HF_HOME") -> str:
 
 
 # -- files and checksums -------------------------------------------------------------------
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
 def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 hex digest of the file at ``path``."""
+    """The SHA-256 hex digest of the file at ``path``.
+
+    Remembered per process by (real path, inode, size, mtime), so a large checkpoint loaded
+    again is hashed once; as git does with racily clean files, a file modified in the last
+    two seconds is never remembered, since a rewrite within the clock's granularity would
+    keep its mtime.
+    """
+    import time
+
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    key = (real, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _DIGESTS:
+        return _DIGESTS[key]
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(real, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK), b""):
             digest.update(chunk)
+    if time.time_ns() - st.st_mtime_ns > 2_000_000_000:
+        _DIGESTS[key] = digest.hexdigest()
     return digest.hexdigest()
 
 
