@@ -55,7 +55,18 @@ def test_without_data_the_sample_dataset_is_written_once_and_used(cli, tmp_path)
     # eval of a run directory reads the dataset the run trained on.
     evaluated = cli("eval", str(out), "--json", env=env)
     assert evaluated.returncode == 0, evaluated.stderr
-    assert json.loads(evaluated.stdout)["images"] == 100
+    in_run = json.loads(evaluated.stdout)
+    assert in_run["images"] == 100
+
+    # best/ copied out of the run keeps the recipe's crop and normalisation in its config.json.
+    import shutil
+
+    shutil.copytree(out / "best", tmp_path / "copied")
+    config = json.loads((tmp_path / "copied" / "config.json").read_text())
+    assert config["preprocess"]["crop"] == 56 and config["preprocess"]["normalize"] == "imagenet"
+    copied = cli("eval", str(tmp_path / "copied"), "--data", str(sample), "--json", env=env)
+    assert copied.returncode == 0, copied.stderr
+    assert json.loads(copied.stdout)["top1"] == in_run["top1"]
 
 
 def test_eval_of_a_lone_model_needs_data(cli, tmp_path):

@@ -82,10 +82,24 @@ class Preprocess:
 
     @classmethod
     def from_config(cls, config: dict | None, crop: int | None = None) -> "Preprocess":
-        """Crop and channel normalisation from an adapted model's config.json."""
+        """Crop and channel normalisation from an adapted model's config.json.
+
+        A model saved by the trainer carries ``preprocess`` (its recipe's evaluation crop and
+        normalisation), which wins over ``input_size``/``mean``/``std``.
+        """
         config = config or {}
-        mean, std = config.get("mean"), config.get("std")
-        return cls(crop or config.get("input_size"), tuple(mean) if mean else None, tuple(std) if std else None)
+        recorded = config.get("preprocess") or {}
+        if recorded.get("normalize") == "pixel":
+            raise TinyzooError(
+                f"{config.get('architecture', 'this model')} was trained with per-pixel mean normalisation, "
+                "which needs its training data: evaluate it from its run directory with --data DIR"
+            )
+        if recorded.get("normalize") == "none":
+            recorded = {**recorded, "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+        mean, std = recorded.get("mean", config.get("mean")), recorded.get("std", config.get("std"))
+        size = crop or recorded.get("crop") or config.get("input_size")
+        origin = "config.json (the training run's preprocess)" if recorded else "config.json"
+        return cls(size, tuple(mean) if mean else None, tuple(std) if std else None, origin=origin)
 
 
 def run_model(

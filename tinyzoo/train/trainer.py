@@ -319,7 +319,21 @@ class Trainer:
                 m.arch, stem=m.stem, classes=m.classes, wnids=wnids, head_init=m.head_init,
                 kernel_resize=m.kernel_resize, convolutionize=m.convolutionize, weights=m.weights, **dict(m.options),
             )
+        self._record_preprocess(model)
         return model.to(self.device)
+
+    def _record_preprocess(self, model) -> None:
+        """Write into the model's config how this run feeds it images (crop and normalisation),
+        so that best/, snapshots and checkpoints copied out of the run are evaluated alike."""
+        config = getattr(model, "tinyzoo_config", None)
+        if not isinstance(config, dict):
+            return
+        pipeline = self.eval_pipeline
+        entry: dict = {"crop": self.recipe.evaluation.crop, "normalize": pipeline.normalize}
+        if pipeline.normalize in ("imagenet", "dataset", "custom"):
+            mean, std = pipeline._channel_mean_std()
+            entry["mean"], entry["std"] = [float(v) for v in mean], [float(v) for v in std]
+        config["preprocess"] = entry
 
     def _resume(self):
         """Model, state and tensor states from the run directory's last checkpoint."""
@@ -401,6 +415,7 @@ class Trainer:
             raise TinyzooError(f"stage adapt: unknown change {unknown[0]!r}; a stage can change stem (and kernel_resize)")
         kernel_resize = change.get("kernel_resize", self.recipe.model.kernel_resize)
         model = adapt.restem(model, change["stem"], kernel_resize=kernel_resize)
+        self._record_preprocess(model)
         self.log(f"adapter change before this stage: stem {change['stem']} (kernel_resize {kernel_resize})")
         return model.to(self.device)
 
