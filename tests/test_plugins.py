@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -136,9 +137,11 @@ def plugin_site(tmp_path_factory):
     """A folder on PYTHONPATH holding the example plugin, installed by pip (real dist-info),
     and a broken plugin whose import raises."""
     site = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("example") / EXAMPLE.name  # pip builds in place: keep the repo clean
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(site), str(EXAMPLE)],
+         "--target", str(site), str(source)],
         check=True, capture_output=True, text=True,
     )
     (site / "tinyzoo_broken_plugin.py").write_text("raise ImportError('this plugin is broken on purpose')\n")
