@@ -39,9 +39,10 @@ def data_dir_for(source, data_dir: str | None) -> str:
     """``--data``, or else the dataset the model's training run read (its run.json)."""
     if data_dir:
         return data_dir
-    run_json = Path(source.run_dir) / "run.json" if source.run_dir else None
-    if run_json is not None and run_json.is_file():
-        recorded = json.loads(run_json.read_text()).get("data")
+    if source.run_dir is not None and (Path(source.run_dir) / "run.json").is_file():
+        from tinyzoo.train.rundir import read_settings
+
+        recorded = read_settings(source.run_dir).get("data")
         if recorded and Path(recorded).is_dir():
             return recorded
     raise click.UsageError(f"give --data DIR: {source.argument} is not in a run directory whose dataset is still on disk")

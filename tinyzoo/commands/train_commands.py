@@ -57,7 +57,7 @@ def train_command(name, data, out, sets, resume, device, epochs_scale, cache_dir
     if resume is not None:
         if name or sets or epochs_scale != 1.0:
             raise click.UsageError("--resume continues a run exactly as it started: give no NAME, --set or --epochs-scale")
-        from tinyzoo.train.trainer import read_settings
+        from tinyzoo.train.rundir import read_settings
 
         saved = read_settings(resume)
         recipe = load_recipe(resume / "recipe.toml")

@@ -270,3 +270,12 @@ def now() -> float:
 def finite_or_none(value: float | None) -> float | None:
     """``value`` unless NaN or infinite (JSON has neither)."""
     return value if value is not None and math.isfinite(value) else None
+
+
+def read_settings(run: Path) -> dict:
+    """The settings a run was started with (run.json), for ``--resume`` and for
+    ``tinyzoo eval`` of a run (its ``data``)."""
+    path = Path(run) / "run.json"
+    if not path.is_file():
+        raise TinyzooError(f"{run}: not a run directory (no run.json); give the directory a `tinyzoo train --out` wrote")
+    return json.loads(path.read_text())

@@ -846,14 +846,6 @@ def format_record(record: dict) -> str:
     return "  ".join(parts)
 
 
-def read_settings(run: Path) -> dict:
-    """The settings a run was started with (run.json), for ``--resume``."""
-    path = Path(run) / "run.json"
-    if not path.is_file():
-        raise TinyzooError(f"{run}: not a run directory (no run.json); give the directory a `tinyzoo train --out` wrote")
-    return json.loads(path.read_text())
-
-
 def idle_cores(processes: int = 1) -> int:
     """CPU threads for each of ``processes`` training processes: the cores idle right now, at least 1.
 
