@@ -13,26 +13,31 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from tinyzoo.atomic_files import fsync_dir, fsync_file, replace_dir, temp_dir_beside
 from tinyzoo.adapt_report import AdaptationReport, Changes, ProvenanceTracker, TensorRecord
-from tinyzoo.errors import TinyzooError
-from tinyzoo.specs import STEM_MODES, resolve_object
+from tinyzoo.errors import TinyzooError, one_line
+from tinyzoo.specs import (
+    CROP_SIZE,
+    HEAD_INITS,
+    IMAGENET_CLASSES,
+    KERNEL_RESIZES,
+    RESIZE_MODES,
+    STEM_MODES,
+    TINY_IMAGENET_CLASSES,
+    resolve_object,
+)
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
+MODEL_FILES = (WEIGHTS_FILE, CARD_FILE, CONFIG_FILE)  # written in this order: config.json last
 CONFIG_FORMAT = "tinyzoo-adapted-model"
 CONFIG_VERSION = 1
-HEAD_INITS = ("wnid", "random")
-KERNEL_RESIZES = ("bicubic", "pi")
-RESIZE_MODES = ("bicubic", "bilinear")
 # Options the adapters read (``--option aux=drop``); every other option goes to the builder.
 ADAPTER_OPTIONS = {"aux": ("adapt", "drop"), "resize_mode": RESIZE_MODES}
-IMAGENET_CLASSES = 1000
-TINY_IMAGENET_CLASSES = 200
 
 
 # -- finding adapters ---------------------------------------------------------------------------
@@ -79,7 +84,7 @@ def adapt_resize(model, spec, *, size: int, mode: str = "bicubic"):
         raise TinyzooError(f"{spec.name!r} already has an input_resize layer; apply the resize adapter once")
     model.input_resize = InputResize(size, mode)
     model.register_forward_pre_hook(_resize_pre_hook)
-    changes = Changes(input_size=56)
+    changes = Changes(input_size=CROP_SIZE)
     changes.note(f"input upsampled ({mode}) to {size}x{size} before the network")
     return model, changes
 
@@ -425,52 +430,44 @@ def model_card(config: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+def _write_model_files(model, config: dict[str, Any], folder: Path) -> None:
+    """Write the three files of an adapted-model directory into the new folder ``folder``."""
+    from safetensors.torch import save_file
+
+    save_file(_tensors_for_file(model), str(folder / WEIGHTS_FILE), metadata={"format": "pt", "tinyzoo_architecture": config["architecture"]})
+    (folder / CARD_FILE).write_text(model_card(config), encoding="utf-8")
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    for name in MODEL_FILES:
+        fsync_file(folder / name)
 
 
 def save(model, directory: str | os.PathLike) -> Path:
     """Write ``model`` (from :func:`create` or :func:`load`) to ``directory``; returns its path.
 
-    Writes ``model.safetensors``, ``config.json`` and ``README.md``. All three are written
-    into a temporary sibling folder first: a new directory appears whole by one rename; in an
-    existing directory each file is replaced by a rename (config.json last), so no file is
-    ever seen half-written and a failure leaves the old files in place.
+    Writes ``model.safetensors``, ``README.md`` and ``config.json``, all three into a
+    temporary sibling folder first: a new directory appears whole by one rename; in an
+    existing directory each file is replaced by a rename (config.json last) and nothing else
+    in it is touched. No file is ever seen half-written, and a failure while writing leaves
+    the old files as they were.
     """
-    from safetensors.torch import save_file
-
     config = getattr(model, "tinyzoo_config", None)
     if not isinstance(config, dict) or "architecture" not in config:
         raise TinyzooError("this model has no tinyzoo_config: save models made by tinyzoo.create or tinyzoo.load")
     target = Path(directory)
     if target.exists() and not target.is_dir():
         raise TinyzooError(f"{target} exists and is not a directory; give a folder for the adapted model")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; the renamed folder should look like any mkdir
+    staging = temp_dir_beside(target)
     try:
-        save_file(_tensors_for_file(model), str(staging / WEIGHTS_FILE), metadata={"format": "pt", "tinyzoo_architecture": config["architecture"]})
-        with open(staging / WEIGHTS_FILE, "rb") as f:
-            os.fsync(f.fileno())
-        _write(staging / CARD_FILE, model_card(config).encode("utf-8"))
-        _write(staging / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode("utf-8"))
-        try:
-            os.rename(staging, target)  # atomic when target is absent (or an empty folder)
+        _write_model_files(model, config, staging)
+        if not target.exists():
+            replace_dir(staging, target)
             return target
-        except OSError:
-            pass
-        for name in (WEIGHTS_FILE, CARD_FILE, CONFIG_FILE):
+        for name in MODEL_FILES:
             os.replace(staging / name, target / name)
-        staging.rmdir()
+        fsync_dir(target)
         return target
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 # -- load -------------------------------------------------------------------------------------------------
@@ -545,11 +542,11 @@ def load(directory: str | os.PathLike, *, device: Any = None):
     try:
         state = load_file(str(weights_path), device="cpu")
     except Exception as exc:
-        raise TinyzooError(f"{weights_path} is not a valid safetensors file ({' '.join(str(exc).split())[:120]})") from None
+        raise TinyzooError(f"{weights_path} is not a valid safetensors file ({one_line(exc, 120)})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = " ".join(str(exc).split())[:200]
+        first = one_line(exc, 200)
         raise TinyzooError(f"{weights_path} does not fit the model config.json describes: {first}") from None
     model.eval()
     if device is not None:

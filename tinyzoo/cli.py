@@ -34,14 +34,15 @@ for module in COMMAND_MODULES:
 
 def add_plugin_commands(group: click.Group) -> None:
     """Let every loaded plugin add its commands (a plugin that raises is disabled)."""
-    from tinyzoo.plugin_loader import get_host, one_line
+    from tinyzoo.errors import one_line
+    from tinyzoo.plugin_loader import get_host
 
     host = get_host()
     for impl in host.pm.hook.register_commands.get_hookimpls():
         try:
             impl.function(cli=group)
         except Exception as exc:
-            host.mark_failed(impl.plugin_name, f"register_commands raised {one_line(exc)}")
+            host.mark_failed(impl.plugin_name, f"register_commands raised {one_line(exc, typed=True)}")
 
 
 def main() -> None:

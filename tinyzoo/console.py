@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from tinyzoo.errors import TinyzooError
+from tinyzoo.errors import TinyzooError, one_line
 
 
 class CommandError(click.ClickException):
@@ -21,7 +21,7 @@ class CommandError(click.ClickException):
 
 
 def as_command_error(exc: TinyzooError) -> CommandError:
-    return CommandError(" ".join(str(exc).split()), getattr(exc, "exit_code", 1))
+    return CommandError(one_line(exc), getattr(exc, "exit_code", 1))
 
 
 class TinyzooGroup(click.Group):
@@ -46,6 +46,11 @@ def format_count(n: int | None) -> str:
         if n >= size:
             return f"{n / size:.1f}{unit}"
     return str(n)
+
+
+def percent(value: float | None, *, scale: float = 100.0, missing: str = "-") -> str:
+    """0.7501 -> '75.01%' (``scale=1`` for a value already in percent); ``missing`` for None."""
+    return missing if value is None else f"{value * scale:.2f}%"
 
 
 def print_table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:

@@ -6,6 +6,17 @@ import difflib
 from collections.abc import Iterable
 
 
+def one_line(exc: BaseException | str, limit: int | None = None, *, typed: bool = False) -> str:
+    """``exc``'s message on one line (whitespace collapsed), cut to ``limit`` characters;
+    ``typed`` puts the exception's type in front (``OSError: ...``)."""
+    text = " ".join(str(exc).split())
+    if limit is not None:
+        text = text[:limit]
+    if typed and isinstance(exc, BaseException):
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text
+
+
 class TinyzooError(Exception):
     """A user-facing error: its message is one line naming the file, field or name at fault."""
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinyzoo.errors import TinyzooError
+from tinyzoo.errors import TinyzooError, one_line
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -219,8 +219,8 @@ def hub_error(exc: BaseException, repo_id: str, filename: str, revision: str, fe
             f"{hub_cache_dir()}: {how_to_proceed(fetch_name)}"
         )
     if isinstance(exc, OSError):  # a size mismatch, or a full disk while downloading
-        return TinyzooError(f"downloading {where} failed ({' '.join(str(exc).split())[:200]}); try again")
-    return TinyzooError(f"downloading {where} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+        return TinyzooError(f"downloading {where} failed ({one_line(exc, 200)}); try again")
+    return TinyzooError(f"downloading {where} failed: {one_line(exc, 200, typed=True)}")
 
 
 def probe_hub(repo_id: str, filename: str, revision: str, fetch_name: str) -> None:
@@ -327,9 +327,9 @@ def download_checkpoint(url: str, *, offline: bool | None = None, fetch_name: st
     try:
         torch.hub.download_url_to_file(url, str(dst), match.group(1) if match else None, progress=progress)
     except RuntimeError as exc:  # torch.hub's hash check
-        raise TinyzooError(f"{url} failed its checksum ({' '.join(str(exc).split())}); nothing was kept, try again") from None
+        raise TinyzooError(f"{url} failed its checksum ({one_line(exc)}); nothing was kept, try again") from None
     except OSError as exc:
-        raise TinyzooError(f"cannot download {url} ({type(exc).__name__}: {' '.join(str(exc).split())[:120]}): {how_to_proceed(fetch_name, 'TORCH_HOME')}") from None
+        raise TinyzooError(f"cannot download {url} ({one_line(exc, 120, typed=True)}): {how_to_proceed(fetch_name, 'TORCH_HOME')}") from None
     finally:
         socket.setdefaulttimeout(previous)
     return CheckpointFile(url, dst, file_sha256(dst), True)
@@ -425,7 +425,7 @@ def check_model_dir(path: str | os.PathLike) -> ModelDir:
     try:
         card = ModelCard(text).data.to_dict()
     except Exception as exc:
-        raise TinyzooError(f"{root / CARD_FILE}: its YAML front matter does not parse ({' '.join(str(exc).split())[:120]})") from None
+        raise TinyzooError(f"{root / CARD_FILE}: its YAML front matter does not parse ({one_line(exc, 120)})") from None
     problems = []
     if card.get("library_name") != "tinyzoo":
         problems.append(f"library_name: tinyzoo (found {card.get('library_name')!r})")
@@ -473,5 +473,5 @@ def upload_model_dir(model_dir: ModelDir, repo_id: str, *, revision: str | None 
         hint = "log in with `hf auth login` (a token with write access)" if status in (401, 403) else "check the repo id and try again"
         raise TinyzooError(f"uploading to {repo_id} at {hub_endpoint()} failed with HTTP {status}: {hint}") from None
     except Exception as exc:
-        raise TinyzooError(f"uploading to {repo_id} at {hub_endpoint()} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:160]}") from None
+        raise TinyzooError(f"uploading to {repo_id} at {hub_endpoint()} failed: {one_line(exc, 160, typed=True)}") from None
     return str(getattr(info, "commit_url", info))

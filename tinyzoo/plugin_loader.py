@@ -17,6 +17,7 @@ from typing import Any
 import pluggy
 
 from tinyzoo import hookspecs
+from tinyzoo.errors import one_line
 
 GROUP = "tinyzoo"
 LOAD_ENV = "TINYZOO_LOAD_PLUGINS"
@@ -38,12 +39,6 @@ class PluginRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def one_line(exc: BaseException) -> str:
-    """``Type: message`` on a single line."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def warn(message: str) -> None:
@@ -90,7 +85,7 @@ class PluginHost:
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin must not break tinyzoo
-                self._fail(record, f"failed to import: {one_line(exc)}")
+                self._fail(record, f"failed to import: {one_line(exc, typed=True)}")
                 continue
             self._register(record, plugin)
 
@@ -113,13 +108,13 @@ class PluginHost:
         try:
             self.pm.register(plugin, name=record.name)
         except Exception as exc:
-            self._fail(record, f"rejected: {one_line(exc)}")
+            self._fail(record, f"rejected: {one_line(exc, typed=True)}")
             return
         try:
             self.pm.check_pending()  # hook implementations that match no hook name
         except pluggy.PluginValidationError as exc:
             self.pm.unregister(name=record.name)
-            self._fail(record, f"rejected: {one_line(exc)}")
+            self._fail(record, f"rejected: {one_line(exc, typed=True)}")
             return
         record.hooks = sorted(
             {impl.function.__name__ for caller in self.pm.get_hookcallers(plugin) or [] for impl in caller.get_hookimpls() if impl.plugin is plugin}

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence, Union, get_args, get_origin, get_type_hints
 
 from tinyzoo.errors import TinyzooError
-from tinyzoo.specs import STEM_MODES
+from tinyzoo.specs import CROP_SIZE, STEM_MODES, HeadInit, KernelResize, StemMode
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,9 +29,6 @@ else:  # Python 3.10
     import tomli as tomllib
 
 # The allowed values of each enumerated field; the dataclasses below use these aliases.
-StemMode = Literal["keep", "small", "resize"]
-HeadInit = Literal["wnid", "random"]
-KernelResize = Literal["bicubic", "pi"]
 OptimizerName = Literal["sgd", "adam", "adamw"]
 ScheduleName = Literal["constant", "step", "plateau", "cyclic_cosine", "exponential", "cosine"]
 ViewSet = Literal["center", "full", "10crop", "12crop", "dense"]  # tinyzoo.evaluate.views.VIEW_SETS
@@ -155,7 +152,7 @@ class EvalConfig:
 
     views: ViewSet = _f("center", "test-time views (tinyzoo.evaluate.views); dense = the whole image at once")
     combine: Combine = _f("softmax", "how views' scores are combined (tinyzoo.evaluate.combine): mean softmax, Kim's sum of exp(score), mean logits, majority vote")
-    crop: int = _f(56, "crop size of the views", min=1)
+    crop: int = _f(CROP_SIZE, "crop size of the views", min=1)
     every_epochs: float = _f(1.0, "validate every this many epochs", above=0.0)
 
 

@@ -12,8 +12,8 @@ import fnmatch
 from dataclasses import replace
 from typing import Any
 
-from tinyzoo.errors import DuplicateNameError, UnknownNameError
-from tinyzoo.plugin_loader import PluginHost, one_line
+from tinyzoo.errors import DuplicateNameError, UnknownNameError, one_line
+from tinyzoo.plugin_loader import PluginHost
 from tinyzoo.specs import AdapterSpec, ArchitectureSpec, RecipeSpec
 
 KINDS = {
@@ -58,7 +58,7 @@ class Registry:
                 try:
                     impl.function(register=register)
                 except Exception as exc:
-                    host.mark_failed(plugin, f"{hook_name} raised {one_line(exc)}")
+                    host.mark_failed(plugin, f"{hook_name} raised {one_line(exc, typed=True)}")
                     contributions[plugin] = None
                     continue
                 contributions[plugin].extend(found)

@@ -11,11 +11,24 @@ import dataclasses
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-STEM_MODES = ("keep", "small", "resize")
+IMAGENET_CLASSES = 1000
+TINY_IMAGENET_CLASSES = 200
+IMAGE_SIZE = 64  # Tiny ImageNet's images are 64x64
+CROP_SIZE = 56  # the training crop of most reports (Kim); --stem small adapts networks to it
+
+# The allowed values of the adapter choices; recipes, the CLI and the adapters all read these.
+StemMode = Literal["keep", "small", "resize"]
+HeadInit = Literal["wnid", "random"]
+KernelResize = Literal["bicubic", "pi"]
+ResizeMode = Literal["bicubic", "bilinear"]
+STEM_MODES: tuple[str, ...] = get_args(StemMode)
+HEAD_INITS: tuple[str, ...] = get_args(HeadInit)
+KERNEL_RESIZES: tuple[str, ...] = get_args(KernelResize)
+RESIZE_MODES: tuple[str, ...] = get_args(ResizeMode)
 SOURCES = ("timm", "torchvision", "tinyzoo")
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyzoo import hub
-from tinyzoo.errors import TinyzooError
+from tinyzoo.errors import TinyzooError, one_line
 
 HF_HUB_PREFIXES = ("hf-hub:", "hf_hub:")
 TORCHVISION_PREFIX = "torchvision:"
@@ -38,10 +38,6 @@ TORCHVISION_NAME_RE = re.compile(r"\w+_Weights\.\w+")
 TIMM_FILTER_NAMES = ("checkpoint_filter_fn", "_filter_fn", "_filter_torchvision_pretrained")
 FORMS = "hf-hub:ORG/REPO[@REVISION], torchvision:WEIGHTS_NAME, a .safetensors file, an adapted-model directory, or none"
 SHOWN = 3
-
-
-def one_line(exc: BaseException, limit: int = 160) -> str:
-    return " ".join(str(exc).split())[:limit]
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,8 @@ import json
 import click
 
 from tinyzoo.console import print_json, print_table
+from tinyzoo.specs import HEAD_INITS, KERNEL_RESIZES
 
-HEAD_INITS = ("wnid", "random")
-KERNEL_RESIZES = ("bicubic", "pi")
 
 
 def parse_option(text: str) -> tuple[str, object]:

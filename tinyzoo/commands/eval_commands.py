@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from tinyzoo.atomic_files import write_atomic
-from tinyzoo.console import print_json, print_table
+from tinyzoo.console import percent, print_json, print_table
 from tinyzoo.errors import TinyzooError
 from tinyzoo.evaluate.combine import COMBINATIONS
 from tinyzoo.evaluate.views import VIEW_SETS
@@ -64,10 +64,6 @@ def predict_source(source, data, opts: dict):
     predictions = predict_split(net, data, views=opts["views"], combine=opts["combine"], preprocess=preprocess, limit=opts["limit"],
                                 batch_rows=opts["batch_rows"], device=opts["device"], source=source.argument)
     return net, predictions
-
-
-def pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
 
 
 def write_submission(path: str, predictions) -> int:
@@ -132,11 +128,11 @@ def eval_command(model, data_dir, split, views, combine, crop, limit, batch_rows
         return
     rows = [["model", source.argument], ["split", f"{split} ({record['images']} images)"], ["views", f"{views}, combined by {combine}"]]
     if predictions.labelled:
-        rows += [["top-1", pct(record["top1"])], ["top-5", pct(record["top5"])]]
+        rows += [["top-1", percent(record["top1"])], ["top-5", percent(record["top5"])]]
         per_class = sorted(record["per_class"].items(), key=lambda kv: kv[1])
         names = dict(zip(predictions.class_wnids, predictions.class_names))
-        rows.append(["worst classes", ", ".join(f"{names[w].split(',')[0]} {pct(a)}" for w, a in per_class[:3])])
-        rows.append(["best classes", ", ".join(f"{names[w].split(',')[0]} {pct(a)}" for w, a in per_class[::-1][:3])])
+        rows.append(["worst classes", ", ".join(f"{names[w].split(',')[0]} {percent(a)}" for w, a in per_class[:3])])
+        rows.append(["best classes", ", ".join(f"{names[w].split(',')[0]} {percent(a)}" for w, a in per_class[::-1][:3])])
     else:
         rows.append(["top-1", f"no labels in the {split} split"])
     rows.append(["metrics", str(out / "metrics.json")])
@@ -219,10 +215,10 @@ def ensemble_command(models, data_dir, split, views, combine, crop, limit, batch
     if as_json:
         print_json(record)
         return
-    print_table([[m["model"], pct(m.get("top1"))] for m in record["members"]], ["member", "top-1"])
+    print_table([[m["model"], percent(m.get("top1"))] for m in record["members"]], ["member", "top-1"])
     click.echo("")
     if "top1_by_size" in record:
-        print_table([[n, pct(a), "<- best" if n == record["size"] else ""] for n, a in enumerate(record["top1_by_size"], 1)],
+        print_table([[n, percent(a), "<- best" if n == record["size"] else ""] for n, a in enumerate(record["top1_by_size"], 1)],
                     ["size", "top-1", ""])
         click.echo("")
     rows = [["method", method], ["images", record["images"]]]
@@ -231,7 +227,7 @@ def ensemble_command(models, data_dir, split, views, combine, crop, limit, batch
     else:
         rows.append(["size", f"{record['size']} of {len(members)}"])
     if combined.labelled:
-        rows += [["top-1", pct(record["top1"])], ["top-5", pct(record["top5"])]]
+        rows += [["top-1", percent(record["top1"])], ["top-5", percent(record["top5"])]]
     rows.append(["metrics", str(out / "metrics.json")])
     if submission:
         rows.append(["submission", f"{submission} ({record['submission_lines']} lines)"])
@@ -341,7 +337,7 @@ def analyze_command(model, data_dir, split, views, combine, crop, limit, batch_r
     if as_json:
         print_json(data_out)
         return
-    click.echo(f"{source.argument} on {split} ({data_out['images']} images, {views}/{combine}): top-1 {pct(data_out['top1'])}, top-5 {pct(data_out['top5'])}\n")
+    click.echo(f"{source.argument} on {split} ({data_out['images']} images, {views}/{combine}): top-1 {percent(data_out['top1'])}, top-5 {percent(data_out['top5'])}\n")
     rows = [[analysis.short_name(r["name"]), r["wnid"], f"{r['errors']}/{r['images']}", f"{100 * r['error_rate']:.1f}%", r["distinct_wrong"],
              ", ".join(f"{analysis.short_name(c['name'])} ({c['count']})" for c in r["confused_with"])] for r in data_out["class_errors"][:10]]
     print_table(rows, ["worst classes", "wnid", "errors", "error", "distinct wrong", "most often taken for"])

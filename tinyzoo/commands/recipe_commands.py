@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tinyzoo.console import TinyzooGroup, print_json, print_table
-from tinyzoo.errors import TinyzooError
+from tinyzoo.errors import TinyzooError, one_line
 from tinyzoo.registry import get_registry
 
 SET_HELP = "Override a field: key.path=value (a TOML literal), e.g. stages[1].optimizer.lr=0.01. Repeatable."
@@ -90,7 +90,7 @@ def check_command(files: tuple[str, ...], sets: tuple[str, ...]) -> None:
             recipe = load_recipe(path, sets)
         except TinyzooError as exc:
             failed += 1
-            click.echo(f"Error: {' '.join(str(exc).split())}", err=True)
+            click.echo(f"Error: {one_line(exc)}", err=True)
             continue
         click.echo(f"{path}: ok ({recipe.name}: {recipe.model.arch}, {len(recipe.stages)} stage{'s' if len(recipe.stages) != 1 else ''})")
     if failed:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tinyzoo.console import format_count, print_json, print_table
+from tinyzoo.console import format_count, percent, print_json, print_table
 from tinyzoo.registry import get_registry
 
 
@@ -34,7 +34,7 @@ def list_command(pattern: str | None, as_json: bool) -> None:
         best = best_result(s)
         rows.append([
             s.name, s.family, s.source, s.input_size, ",".join(s.stems), format_count(s.params),
-            f"{best.val_top1:.2f}% ({best.report})" if best else "", s.weights or "none",
+            f"{percent(best.val_top1, scale=1)} ({best.report})" if best else "", s.weights or "none",
         ])
     print_table(rows, ["name", "family", "source", "input", "stems", "params", "best val top-1", "weights"])
 
@@ -67,12 +67,8 @@ def info_command(name: str, as_json: bool) -> None:
         click.echo(f"\n{spec.description}")
     if spec.results:
         click.echo("\nTiny ImageNet results reported:")
-        rows = [[r.report, r.how, pct(r.val_top1), pct(r.val_top5), pct(r.test_top1)] for r in spec.results]
+        rows = [[r.report, r.how, *(percent(v, scale=1, missing="") for v in (r.val_top1, r.val_top5, r.test_top1))] for r in spec.results]
         print_table(rows, ["report", "how", "val top-1", "val top-5", "test top-1"])
-
-
-def pct(value: float | None) -> str:
-    return f"{value:.2f}%" if value is not None else ""
 
 
 @click.command("plugins")

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from tinyzoo.errors import TinyzooError
-from tinyzoo.specs import IMAGENET_MEAN, IMAGENET_STD
+from tinyzoo.specs import CROP_SIZE, IMAGENET_MEAN, IMAGENET_STD
 
 # AlexNet's PCA of ImageNet RGB (0..1 scale), as fb.resnet.torch uses for Kim's lighting noise
 IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
@@ -37,7 +37,7 @@ LIGHTING_PCA = ("imagenet", "dataset")
 
 # key -> (default, one-line meaning); the order is the order docs/data.md lists them
 CONFIG_KEYS: dict[str, tuple[Any, str]] = {
-    "crop": (56, "output side in pixels (56 = Kim, 57 = Zhai, 64 = full image)"),
+    "crop": (CROP_SIZE, "output side in pixels (56 = Kim, 57 = Zhai, 64 = full image)"),
     "crop_mode": ("random", "training geometry: random | ten (Yu's 4 corners + center) | resized (random-resized crop) | center"),
     "padding": (0, "pixels added on every side before a random crop (64 with padding 4: CIFAR-style)"),
     "padding_mode": ("constant", "constant (black) | edge | reflect"),
@@ -67,7 +67,7 @@ class Pipeline:
     deterministic evaluation view: ``eval_crop`` geometry, no flips, jitter or mixing.
     """
 
-    crop: int = 56
+    crop: int = CROP_SIZE
     crop_mode: str = "random"
     padding: int = 0
     padding_mode: str = "constant"

@@ -34,15 +34,15 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyzoo.atomic_files import write_atomic
+from tinyzoo.atomic_files import atomic_path, sweep_temporaries, write_atomic
 from tinyzoo.data.layout import (
     ANNOTATIONS,
-    IMAGE_SIZE,
     ResizedImagesWarning,
     TinyImageNet,
     decode_chunk,
 )
 from tinyzoo.errors import TinyzooError
+from tinyzoo.specs import IMAGE_SIZE
 
 CACHE_VERSION = 1
 CHUNK = 256  # images per worker task: large enough to amortise IPC, small enough for a smooth bar
@@ -264,65 +264,50 @@ def open_split(
 
 
 def build_split(layout: TinyImageNet, split: str, files: list[Path], entries: list[list], cache: Path, *, workers: int | None = None) -> dict:
-    """Decode ``files`` into ``cache/<split>.npy`` (+ stats, + manifest); returns the manifest written."""
-    from tinyzoo.console import progress
+    """Decode ``files`` into ``cache/<split>.npy`` (+ stats, + manifest); returns the manifest written.
 
+    Temporaries that a killed build left in ``cache`` are removed first (the caller holds the lock).
+    """
     n = len(files)
     if n == 0:
         raise TinyzooError(f"{layout.root / split}: no images found; expected JPEG files in the Tiny ImageNet layout")
-    workers = 2 if workers is None else workers
-    tag = f"{os.getpid()}-{time.monotonic_ns()}"
-    tmp = cache / f"{split}.npy.tmp-{tag}"
-    final_tmp = tmp
-    stats_tmp = cache / f"{split}.stats.tmp-{tag}.npz"
-    try:
+    sweep_temporaries(cache)
+    with atomic_path(cache / f"{split}.npy", ".npy") as tmp:
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, IMAGE_SIZE, IMAGE_SIZE, 3)).flush()
-        tasks = [(str(tmp), s, [str(p) for p in files[s:s + CHUNK]]) for s in range(0, n, CHUNK)]
-        results = []
-        with progress(total=n, desc=f"decoding {split}", unit="img") as bar:
-            for result in run_tasks(tasks, workers if n >= IN_PROCESS_BELOW else 0):
-                if result["errors"] and not layout.skip_bad:
-                    raise TinyzooError(result["errors"][0][1])
-                results.append(result)
-                bar.update(len(tasks[len(results) - 1][2]))
+        results = decode_all(layout, split, files, tmp, 2 if workers is None else workers)
         errors = sorted(e for r in results for e in r["errors"])
         bad_rows = [row for row, _ in errors]
         if len(bad_rows) == n:
             raise TinyzooError(f"{layout.root / split}: every image failed to decode; first: {errors[0][1]}")
         if bad_rows:
-            final_tmp = compact(tmp, bad_rows, cache / f"{split}.npy.tmp-{tag}-kept")
-        modes, sizes = Counter(), Counter()
-        for r in results:
-            modes.update(r["modes"])
-            sizes.update(r["sizes"])
-        resized = sum(r["resized"] for r in results)
+            compact(tmp, bad_rows)
         stats = SplitStats.from_sums(
             sum(r["pixel_sum"] for r in results), sum(r["cross"] for r in results), sum(r["good"] for r in results)
         )
-        np.savez(stats_tmp, **stats.__dict__)
-        os.replace(final_tmp, cache / f"{split}.npy")
-        os.replace(stats_tmp, cache / f"{split}.stats.npz")
-        manifest = {
-            "version": CACHE_VERSION,
-            "root": str(layout.root.resolve()),
-            "split": split,
-            "count": n - len(bad_rows),
-            "npy_bytes": (cache / f"{split}.npy").stat().st_size,
-            "wnids": layout.wnids,
-            "entries": entries,
-            "bad_rows": bad_rows,
-            "skipped": layout.skipped + [message for _, message in errors],
-            "layout_skipped": layout.skipped,
-            "resized": resized,
-            "modes": dict(modes),
-            "sizes": dict(sizes),
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
-        write_atomic(manifest_path(cache, split), json.dumps(manifest))
-    finally:
-        for path in (tmp, final_tmp, stats_tmp):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        with atomic_path(cache / f"{split}.stats.npz", ".npz") as stats_tmp:
+            np.savez(stats_tmp, **stats.__dict__)
+    modes, sizes = Counter(), Counter()
+    for r in results:
+        modes.update(r["modes"])
+        sizes.update(r["sizes"])
+    resized = sum(r["resized"] for r in results)
+    manifest = {
+        "version": CACHE_VERSION,
+        "root": str(layout.root.resolve()),
+        "split": split,
+        "count": n - len(bad_rows),
+        "npy_bytes": (cache / f"{split}.npy").stat().st_size,
+        "wnids": layout.wnids,
+        "entries": entries,
+        "bad_rows": bad_rows,
+        "skipped": layout.skipped + [message for _, message in errors],
+        "layout_skipped": layout.skipped,
+        "resized": resized,
+        "modes": dict(modes),
+        "sizes": dict(sizes),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    write_atomic(manifest_path(cache, split), json.dumps(manifest))
     if resized:
         warnings.warn(
             f"{resized} of {n} images in {layout.root / split} were not {IMAGE_SIZE}x{IMAGE_SIZE} and were resized to it",
@@ -330,6 +315,25 @@ def build_split(layout: TinyImageNet, split: str, files: list[Path], entries: li
             stacklevel=3,
         )
     return manifest
+
+
+def decode_all(layout: TinyImageNet, split: str, files: list[Path], npy_path: Path, workers: int) -> list[dict]:
+    """Decode ``files`` into the ``.npy`` at ``npy_path`` (a progress bar); the chunks' results in order.
+
+    A bad file raises its one-line error unless the layout skips bad files.
+    """
+    from tinyzoo.console import progress
+
+    n = len(files)
+    tasks = [(str(npy_path), s, [str(p) for p in files[s:s + CHUNK]]) for s in range(0, n, CHUNK)]
+    results: list[dict] = []
+    with progress(total=n, desc=f"decoding {split}", unit="img") as bar:
+        for result in run_tasks(tasks, workers if n >= IN_PROCESS_BELOW else 0):
+            if result["errors"] and not layout.skip_bad:
+                raise TinyzooError(result["errors"][0][1])
+            results.append(result)
+            bar.update(len(tasks[len(results) - 1][2]))
+    return results
 
 
 def run_tasks(tasks: list[tuple], workers: int):
@@ -352,16 +356,14 @@ def run_tasks(tasks: list[tuple], workers: int):
                 future.cancel()
 
 
-def compact(src: Path, bad_rows: list[int], dst: Path) -> Path:
-    """Copy ``src`` without ``bad_rows`` into a new ``.npy`` at ``dst``; returns ``dst``."""
-    images = np.load(src, mmap_mode="r")
+def compact(path: Path, bad_rows: list[int]) -> None:
+    """Rewrite the ``.npy`` at ``path`` without ``bad_rows`` (through a temporary beside it)."""
+    images = np.load(path, mmap_mode="r")
     keep = np.setdiff1d(np.arange(len(images)), np.asarray(bad_rows))
-    out = np.lib.format.open_memmap(dst, mode="w+", dtype=np.uint8, shape=(len(keep),) + images.shape[1:])
-    for s in range(0, len(keep), 4096):
-        out[s:s + 4096] = images[keep[s:s + 4096]]
-    out.flush()
-    del out, images
-    src.unlink()
-    return dst
-
-
+    with atomic_path(path, ".npy") as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(keep),) + images.shape[1:])
+        for s in range(0, len(keep), 4096):
+            out[s:s + 4096] = images[keep[s:s + 4096]]
+        out.flush()
+        del out
+    del images

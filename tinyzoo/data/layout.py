@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyzoo.errors import TinyzooError
+from tinyzoo.errors import TinyzooError, one_line
+from tinyzoo.specs import IMAGE_SIZE
 
 SPLITS = ("train", "val", "test")
-IMAGE_SIZE = 64
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 ANNOTATIONS = "val/val_annotations.txt"
 
@@ -262,7 +262,7 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str, tuple[int, int
     except FileNotFoundError:
         raise TinyzooError(f"{path}: cannot decode image: file not found") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        problem = "file is truncated" if "truncated" in str(exc) else " ".join(str(exc).split()) or type(exc).__name__
+        problem = "file is truncated" if "truncated" in str(exc) else one_line(exc) or type(exc).__name__
         raise TinyzooError(f"{path}: cannot decode image: {problem}") from None
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from tinyzoo.errors import TinyzooError
+from tinyzoo.specs import IMAGE_SIZE
 
 GRAYSCALE_EVERY = 20  # files i with i % 20 == 7 are grayscale: a few per split, like the real ~1.8%
-SIZE = 64
 
 
 @dataclass
@@ -72,21 +72,21 @@ def hsv_to_rgb(h: np.ndarray, s: float, v: np.ndarray) -> np.ndarray:
 def render_class(k: int, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``count`` images of class ``k``: uint8 (count, 64, 64, 3) and their boxes (count, 4) x0 y0 x1 y1."""
     style = class_style(k)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    yy, xx = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float32)
     angle = style["angle"] + rng.normal(0, 0.08, count)
     phase = rng.uniform(0, 2 * math.pi, count)
     proj = xx[None] * np.cos(angle)[:, None, None] + yy[None] * np.sin(angle)[:, None, None]
-    stripes = 0.5 + 0.5 * np.sin(2 * math.pi * style["freq"] * proj / SIZE + phase[:, None, None])
+    stripes = 0.5 + 0.5 * np.sin(2 * math.pi * style["freq"] * proj / IMAGE_SIZE + phase[:, None, None])
     hue = (style["hue"] + rng.normal(0, 0.02, count)) % 1.0
     colour = hsv_to_rgb(hue, 0.75, rng.uniform(0.7, 1.0, count))  # (count, 3)
     patch = colour[:, None, None, :] * (0.35 + 0.65 * stripes[..., None])
     background = rng.uniform(0.2, 0.6, (count, 1, 1, 3)) + rng.normal(0, 0.1, (count, 8, 8, 3)).repeat(8, 1).repeat(8, 2)
-    w = rng.integers(36, SIZE + 1, count)
-    h = rng.integers(36, SIZE + 1, count)
-    x0 = rng.integers(0, SIZE - w + 1)
-    y0 = rng.integers(0, SIZE - h + 1)
+    w = rng.integers(36, IMAGE_SIZE + 1, count)
+    h = rng.integers(36, IMAGE_SIZE + 1, count)
+    x0 = rng.integers(0, IMAGE_SIZE - w + 1)
+    y0 = rng.integers(0, IMAGE_SIZE - h + 1)
     inside = (xx[None] >= x0[:, None, None]) & (xx[None] < (x0 + w)[:, None, None]) & (yy[None] >= y0[:, None, None]) & (yy[None] < (y0 + h)[:, None, None])
-    images = np.where(inside[..., None], patch, background) + rng.normal(0, 0.06, (count, SIZE, SIZE, 3))
+    images = np.where(inside[..., None], patch, background) + rng.normal(0, 0.06, (count, IMAGE_SIZE, IMAGE_SIZE, 3))
     boxes = np.stack([x0, y0, x0 + w - 1, y0 + h - 1], 1)
     return (np.clip(images, 0, 1) * 255 + 0.5).astype(np.uint8), boxes
 
@@ -185,13 +185,13 @@ def ensure_default_sample() -> Path:
     It is written under a temporary name and renamed, so a crash never leaves half a dataset there.
     """
     import shutil
-    import tempfile
+
+    from tinyzoo.atomic_files import temp_dir_beside
 
     target = default_sample_dir()
     if (target / "wnids.txt").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".sample-", dir=target.parent))
+    tmp = temp_dir_beside(target)
     try:
         write_sample(tmp / "data")
         try:

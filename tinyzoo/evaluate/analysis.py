@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import csv
 import html
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 
+from tinyzoo.atomic_files import write_atomic
 from tinyzoo.errors import TinyzooError
 from tinyzoo.evaluate import metrics
 from tinyzoo.evaluate.figures import new_figure, save_figure
@@ -266,18 +268,12 @@ def write_report(
     summary = predictions.summary()
     files: dict[str, str] = {}
 
-    with open(out / "class_errors.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["wnid", "name", "images", "errors", "error_rate", "distinct_wrong", "confused_with"])
-        for r in table:
-            confused = "; ".join(f"{c['name']} ({c['count']})" for c in r["confused_with"])
-            writer.writerow([r["wnid"], r["name"], r["images"], r["errors"], f"{r['error_rate']:.4f}", r["distinct_wrong"], confused])
+    rows = [[r["wnid"], r["name"], r["images"], r["errors"], f"{r['error_rate']:.4f}", r["distinct_wrong"],
+             "; ".join(f"{c['name']} ({c['count']})" for c in r["confused_with"])] for r in table]
+    write_atomic(out / "class_errors.csv", csv_text(["wnid", "name", "images", "errors", "error_rate", "distinct_wrong", "confused_with"], rows))
     files["class_errors"] = "class_errors.csv"
-    with open(out / "confused_pairs.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["true_wnid", "true_name", "predicted_wnid", "predicted_name", "count", "share"])
-        for p in pairs:
-            writer.writerow([p["true_wnid"], p["true_name"], p["predicted_wnid"], p["predicted_name"], p["count"], f"{p['share']:.4f}"])
+    rows = [[p["true_wnid"], p["true_name"], p["predicted_wnid"], p["predicted_name"], p["count"], f"{p['share']:.4f}"] for p in pairs]
+    write_atomic(out / "confused_pairs.csv", csv_text(["true_wnid", "true_name", "predicted_wnid", "predicted_name", "count", "share"], rows))
     files["confused_pairs"] = "confused_pairs.csv"
 
     if misclassified_grid(images, predictions.probs, labels, names, out / PICTURES["misclassified"], count=misclassified):
@@ -303,11 +299,20 @@ def write_report(
         "filter_labels": [before_label, after_label] if before_filters is not None else [after_label],
         "files": files,
     }
-    (out / "analysis.json").write_text(json.dumps(data, indent=2))
+    write_atomic(out / "analysis.json", json.dumps(data, indent=2))
     files["json"] = "analysis.json"
-    (out / "index.html").write_text(render_html(data))
+    write_atomic(out / "index.html", render_html(data))
     files["html"] = "index.html"
     return data
+
+
+def csv_text(header: list[str], rows: list[list]) -> str:
+    """``header`` and ``rows`` as CSV text (RFC 4180 quoting, ``\\r\\n`` line ends as the csv module writes)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def render_html(data: dict) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tinyzoo.atomic_files import atomic_path
+
 DPI = 100
 
 
@@ -28,5 +30,6 @@ def save_figure(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(path, format="png", dpi=DPI, pil_kwargs={"optimize": True})
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, pil_kwargs={"optimize": True})
     return path

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinyzoo.errors import TinyzooError
+from tinyzoo.specs import IMAGE_SIZE
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -167,7 +168,7 @@ def preprocess_for(source: ModelSource, model, *, data_dir=None, cache_dir=None,
 
         stats = open_split(data_dir, "train", cache_dir=cache_dir)
     # the whole 64x64 image is normalised; the views are cut from it afterwards
-    pipeline = Pipeline.from_config({**cfg, "crop": 64, "eval_crop": "center"}, stats=stats, train=False)
+    pipeline = Pipeline.from_config({**cfg, "crop": IMAGE_SIZE, "eval_crop": "center"}, stats=stats, train=False)
     return Preprocess(crop or recipe.evaluation.crop, pipeline=pipeline, origin=str(recipe_path))
 
 

@@ -16,14 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from tinyzoo.errors import TinyzooError
+from tinyzoo.errors import TinyzooError, one_line
 from tinyzoo.evaluate import combine as combine_module
 from tinyzoo.evaluate import metrics
 from tinyzoo.evaluate.views import check_view_set, make_views, resize, view_count
+from tinyzoo.specs import CROP_SIZE, IMAGE_SIZE
 
 # Tiny ImageNet trains on 56-pixel crops of 64-pixel images; a model wanting more than the
 # image holds gets the image upscaled by the same ratio first (224 -> 256, as ImageNet).
-CROP_RATIO = 56 / 64
+CROP_RATIO = CROP_SIZE / IMAGE_SIZE
 CPU_BATCH_ROWS = 256
 CUDA_BATCH_ROWS = 1024
 
@@ -207,7 +208,7 @@ def _forward(forward, rows, views: str):
     except RuntimeError as exc:  # a Linear classifier fed a larger map than it was built for
         raise TinyzooError(
             f"the dense view feeds whole {rows.shape[-2]}x{rows.shape[-1]} images and this model cannot take them "
-            f"({' '.join(str(exc).split())[:100]}); adapt it with --convolutionize, or use --tta full"
+            f"({one_line(exc, 100)}); adapt it with --convolutionize, or use --tta full"
         ) from None
 
 

@@ -22,8 +22,9 @@ from torch import nn
 
 from tinyzoo.adapt_report import Changes
 from tinyzoo.errors import TinyzooError
+from tinyzoo.specs import HEAD_INITS
 
-HEAD_INITS = ("wnid", "random", "keep")
+ADAPTER_HEAD_INITS = (*HEAD_INITS, "keep")  # "keep": the aux heads change, the main head stays
 AUX_MODES = ("adapt", "drop")
 
 
@@ -126,8 +127,8 @@ def adapt_head(
     in training mode, leaves the auxiliary logits on ``model.aux_logits``) or ``drop`` (the
     auxiliary branches are removed). Returns the model (changed in place) and its changes.
     """
-    if init not in HEAD_INITS:
-        raise TinyzooError(f"head init {init!r} is not one of: {', '.join(HEAD_INITS)}")
+    if init not in ADAPTER_HEAD_INITS:
+        raise TinyzooError(f"head init {init!r} is not one of: {', '.join(ADAPTER_HEAD_INITS)}")
     if aux not in AUX_MODES:
         raise TinyzooError(f"option aux={aux!r} is not one of: {', '.join(AUX_MODES)}")
     if not spec.classifier:

@@ -36,8 +36,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tinyzoo.errors import TinyzooError
+from tinyzoo.specs import KERNEL_RESIZES
 
-METHODS = ("bicubic", "pi")
+METHODS = KERNEL_RESIZES
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from torch import nn
 
 from tinyzoo.adapt_report import Changes
 from tinyzoo.errors import TinyzooError
+from tinyzoo.specs import CROP_SIZE
 from tinyzoo.surgery.head import get_module, set_module
 
-SMALL_INPUT = 56
 # Stem pools of timm's own models, for timm:<name> specs (the catalog names only first_conv/classifier).
 TIMM_STEM_POOLS = {"resnet": ("maxpool",), "densenet": ("features.pool0",), "inception": ("Pool1", "Pool2")}
 
@@ -105,7 +105,7 @@ def remove_pools(model: nn.Module, paths, changes: Changes) -> None:
 
 
 def _conv_stem(model, spec, kernel_resize, *, keep_pools: bool) -> tuple[nn.Module, Changes]:
-    changes = Changes(input_size=SMALL_INPUT)
+    changes = Changes(input_size=CROP_SIZE)
     replace_first_conv(model, spec.first_conv, 3, 1, 1, kernel_resize, changes)
     if not keep_pools:
         remove_pools(model, stem_pools(model, spec, 1), changes)
@@ -129,7 +129,7 @@ def small_stem_alexnet(model: nn.Module, spec, *, kernel_resize: str = "bicubic"
 
 def small_stem_vgg(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
     """VGG: the first two max-pools removed; 56x56 input then reaches the first FC at 7x7."""
-    changes = Changes(input_size=SMALL_INPUT)
+    changes = Changes(input_size=CROP_SIZE)
     remove_pools(model, stem_pools(model, spec, 2), changes)
     return model, changes
 
@@ -140,7 +140,7 @@ def small_stem_inception(model: nn.Module, spec, *, kernel_resize: str = "bicubi
     56x56 input then gives 46x46 at Mixed_5 (native 35), 22 at Mixed_6 (17), 10 at Mixed_7 (8).
     Weights are untouched (the first conv is already 3x3).
     """
-    changes = Changes(input_size=SMALL_INPUT)
+    changes = Changes(input_size=CROP_SIZE)
     conv = get_module(model, spec.first_conv, "first_conv")
     if not isinstance(conv, nn.Conv2d):
         raise TinyzooError(f"first conv {spec.first_conv!r} of {spec.name!r} is a {type(conv).__name__}, not nn.Conv2d")
@@ -161,27 +161,27 @@ def small_stem_vit(model: nn.Module, spec, *, kernel_resize: str = "bicubic") ->
     """
     from timm.layers import Format
 
-    changes = Changes(input_size=SMALL_INPUT)
+    changes = Changes(input_size=CROP_SIZE)
     embed = getattr(model, "patch_embed", None)
     if embed is None or not isinstance(getattr(embed, "proj", None), nn.Conv2d):
         raise TinyzooError(f"{spec.name!r} has no timm patch_embed.proj convolution; stem small for ViTs needs one")
     grid = tuple(embed.grid_size)
-    if grid[0] != grid[1] or SMALL_INPUT % grid[0]:
+    if grid[0] != grid[1] or CROP_SIZE % grid[0]:
         raise TinyzooError(
-            f"{spec.name!r} has a {grid[0]}x{grid[1]} token grid; {SMALL_INPUT} px input cannot keep it with whole-pixel patches "
-            f"(works when {SMALL_INPUT} is a multiple of the grid, e.g. patch 16 at 224)"
+            f"{spec.name!r} has a {grid[0]}x{grid[1]} token grid; {CROP_SIZE} px input cannot keep it with whole-pixel patches "
+            f"(works when {CROP_SIZE} is a multiple of the grid, e.g. patch 16 at 224)"
         )
-    patch = SMALL_INPUT // grid[0]
+    patch = CROP_SIZE // grid[0]
     path = spec.first_conv or "patch_embed.proj"
     replace_first_conv(model, path, patch, patch, 0, kernel_resize, changes)
     embed.patch_size = (patch, patch)
-    embed.img_size, embed.grid_size, embed.num_patches = (SMALL_INPUT, SMALL_INPUT), grid, grid[0] * grid[1]
+    embed.img_size, embed.grid_size, embed.num_patches = (CROP_SIZE, CROP_SIZE), grid, grid[0] * grid[1]
     # Dynamic size: 64x64 input gives 16x16 tokens with interpolated position embeddings.
     embed.strict_img_size = False
     embed.flatten = False
     embed.output_fmt = Format.NHWC
     model.dynamic_img_size = True
-    changes.note(f"patches {patch}x{patch}: {grid[0]}x{grid[1]} tokens at {SMALL_INPUT} px, position embeddings unchanged")
+    changes.note(f"patches {patch}x{patch}: {grid[0]}x{grid[1]} tokens at {CROP_SIZE} px, position embeddings unchanged")
     return model, changes
 
 

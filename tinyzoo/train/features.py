@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tinyzoo.specs import IMAGE_SIZE
 
 MAX_CACHE_FRACTION = 0.4  # of the machine's memory (or the GPU's): bigger caches fall back to full forwards
 
@@ -55,7 +56,7 @@ def fixed_views(pipeline) -> list[tuple[int, int, bool]] | None:
         return None
     if pipeline.padding or pipeline.normalize == "pixel":
         return None
-    c, size = pipeline.crop, 64
+    c, size = pipeline.crop, IMAGE_SIZE
     if pipeline.crop_mode == "center":
         boxes = [((size - c) // 2, (size - c) // 2)]
     elif pipeline.crop_mode == "ten":

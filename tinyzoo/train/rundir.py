@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tinyzoo.atomic_files import write_atomic
+from tinyzoo.atomic_files import append_durable, atomic_path, staged_dir, sweep_temporaries, write_atomic
 from tinyzoo.errors import TinyzooError
 
 KEEP_CHECKPOINTS = 2  # the newest and the one before it, in case the newest is being replaced
@@ -32,41 +32,12 @@ KEEP_CHECKPOINTS = 2  # the newest and the one before it, in case the newest is 
 
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_model_dir(model, path: Path) -> None:
-    """Write ``model`` as an adapted-model directory at ``path`` (atomically: temp dir + rename)."""
+    """Write ``model`` as an adapted-model directory at ``path``, replacing it whole (temp dir + rename)."""
     from tinyzoo.adapt import save
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save(model, tmp)
-    _replace_dir(tmp, path)
-
-
-def _replace_dir(tmp: Path, path: Path) -> None:
-    """Move directory ``tmp`` to ``path``, replacing what was there."""
-    old = None
-    if path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    with staged_dir(path) as staging:
+        save(model, staging)
 
 
 class RunDir:
@@ -99,10 +70,7 @@ class RunDir:
     # -- metrics -------------------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one epoch's record to metrics.jsonl."""
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(record, sort_keys=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_durable(self.metrics_path, json.dumps(record, sort_keys=False) + "\n")
 
     def rewrite_metrics(self, records: list[dict[str, Any]]) -> None:
         """Replace metrics.jsonl with ``records`` (on resume: what the checkpoint had seen)."""
@@ -129,16 +97,14 @@ class RunDir:
 
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         final = self.checkpoints / name
-        tmp = self.checkpoints / f".{name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
         from tinyzoo.adapt import save
 
-        save(model, tmp)
-        with open(tmp / "trainer.pt", "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        _replace_dir(tmp, final)
+        with staged_dir(final) as staging:
+            save(model, staging)
+            with open(staging / "trainer.pt", "wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
         write_atomic(self.checkpoints / "LATEST", name + "\n")
         self._prune_checkpoints(keep=name)
         return final
@@ -147,9 +113,7 @@ class RunDir:
         done = sorted((p for p in self.checkpoints.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.stat().st_mtime)
         for old in [p for p in done if p.name != keep][: max(0, len(done) - KEEP_CHECKPOINTS)]:
             shutil.rmtree(old, ignore_errors=True)
-        for stale in [*self.checkpoints.glob(".*.tmp-*"), *self.checkpoints.glob(".*.old-*")]:
-            if stale.is_dir() and not stale.name.endswith(f"-{os.getpid()}"):
-                shutil.rmtree(stale, ignore_errors=True)
+        sweep_temporaries(self.checkpoints)
 
     def latest_checkpoint(self) -> Path | None:
         """The checkpoint LATEST names, or (should it be gone) the newest complete one; None if there is none."""
@@ -252,9 +216,8 @@ class RunDir:
 
     @staticmethod
     def _save_figure(fig, path: Path) -> None:
-        tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        with atomic_path(path, ".png") as tmp:
+            fig.savefig(tmp, dpi=100)
 
 
 def checkpoint_name(stage: int, epoch: int) -> str:
