@@ -3,8 +3,11 @@
 ``FakeHub`` answers ``/{org}/{repo}/resolve/{revision}/{filename}`` like the Hub: HEAD and GET
 redirect (302) to a second server standing for the CDN, with the headers huggingface_hub reads
 (``X-Repo-Commit``, ``X-Linked-Etag``, ``X-Linked-Size``, ``Location``), and 404s carrying
-``X-Error-Code`` (RepoNotFound, RevisionNotFound, EntryNotFound). ``write_cache_entry`` lays a
-file out exactly as ``hf_hub_download`` would. Both listen on 127.0.0.1 only.
+``X-Error-Code`` (RepoNotFound, RevisionNotFound, EntryNotFound). Dataset repos
+(``add(..., repo_type="dataset")``) are served the same way under ``/datasets/{org}/{repo}/resolve/...``,
+and ``/api/datasets/{org}/{repo}/revision/{revision}`` answers ``HfApi.dataset_info`` (the
+commit and its files). ``write_cache_entry`` lays a file out exactly as ``hf_hub_download``
+would. Both listen on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -70,8 +73,12 @@ class FakeHub:
         self.endpoint = self.cdn = ""
 
     # -- content -------------------------------------------------------------------------
-    def add(self, repo_id: str, files: dict[str, bytes], *, commit: str | None = None, ref: str | None = "main") -> str:
-        """Add a commit holding ``files`` to ``repo_id`` (created if new), pointed at by ``ref``; returns its id."""
+    def add(self, repo_id: str, files: dict[str, bytes], *, commit: str | None = None, ref: str | None = "main", repo_type: str = "model") -> str:
+        """Add a commit holding ``files`` to ``repo_id`` (created if new), pointed at by ``ref``; returns its id.
+
+        A dataset repo (``repo_type="dataset"``) is kept as ``datasets/ORG/NAME``.
+        """
+        repo_id = repo_id if repo_type == "model" else f"{repo_type}s/{repo_id}"
         repo = self.repos.setdefault(repo_id, {"refs": {}, "commits": {}})
         commit = commit or commit_of(repo_id.encode(), *files.values(), str(len(repo["commits"])).encode())
         repo["commits"][commit] = dict(files)
@@ -149,9 +156,14 @@ class FakeHub:
         parts = path.split("/")
         if path.startswith("/api/models/"):
             return self.handle_api(h, parts[3:], body)
+        if path.startswith("/api/datasets/"):
+            return self.handle_dataset_info(h, parts[3:], body)
+        prefix = ""
+        if parts[1] == "datasets":
+            prefix, parts = "datasets/", parts[:1] + parts[2:]
         if len(parts) < 6 or parts[3] != "resolve":
             return self.error(h, 404, "NotFound", f"no route {path}", body)
-        repo_id, revision, filename = f"{unquote(parts[1])}/{unquote(parts[2])}", unquote(parts[4]), unquote("/".join(parts[5:]))
+        repo_id, revision, filename = f"{prefix}{unquote(parts[1])}/{unquote(parts[2])}", unquote(parts[4]), unquote("/".join(parts[5:]))
         repo = self.repos.get(repo_id)
         if repo is None:
             return self.error(h, 404, "RepoNotFound", "Repository not found", body)
@@ -167,6 +179,22 @@ class FakeHub:
             "Location": f"{self.cdn}/cdn/{sha}", "X-Repo-Commit": commit, "X-Linked-Etag": f'"{sha}"',
             "X-Linked-Size": str(len(data)), "ETag": f'"{commit_of(data)}"',
         }, b"", body)
+
+    def handle_dataset_info(self, h, parts: list[str], body: bool) -> None:
+        """``GET /api/datasets/ORG/NAME[/revision/REV]``: the commit and its files, as ``HfApi.dataset_info`` reads them."""
+        if len(parts) < 2:
+            return self.error(h, 404, "NotFound", "no dataset named", body)
+        repo_id = f"{unquote(parts[0])}/{unquote(parts[1])}"
+        repo = self.repos.get(f"datasets/{repo_id}")
+        if repo is None:
+            return self.error(h, 404, "RepoNotFound", "Repository not found", body)
+        revision = unquote("/".join(parts[3:])) if len(parts) > 3 and parts[2] == "revision" else "main"
+        commit = repo["refs"].get(revision, revision if revision in repo["commits"] else None)
+        if commit is None:
+            return self.error(h, 404, "RevisionNotFound", "Invalid rev id", body)
+        files = repo["commits"][commit]
+        siblings = [{"rfilename": name, "size": len(data)} for name, data in sorted(files.items())]
+        self.reply(h, 200, {"Content-Type": "application/json"}, json.dumps({"id": repo_id, "sha": commit, "private": False, "siblings": siblings}).encode(), body)
 
     # -- the upload calls of HfApi.create_repo / create_branch / upload_folder ----------------
     # Every file is declared "regular" at preupload, so its content comes inline (base64) in the

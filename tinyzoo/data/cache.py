@@ -4,10 +4,11 @@ Per split the cache directory holds::
 
     <split>.npy            the pixels, RGB, NHWC, uint8
     <split>.stats.npz      per-pixel mean, channel mean/std, colour covariance eigenvectors
-    <split>.manifest.json  written last: file list with sizes and mtimes, labels, what was skipped
+    <split>.manifest.json  written last: what the split was decoded from, labels, what was skipped
 
 A split's cache is valid when its manifest matches a fresh scan of the dataset (same files,
-sizes, mtimes, labels); otherwise it is rebuilt. Every file is written under a temporary
+sizes, mtimes, labels for image folders; the Hub repo, commit, file names and sizes for a Hub
+dataset); otherwise it is rebuilt. Every file is written under a temporary
 name and renamed, so a crash never leaves a half-written cache that looks valid.
 
 Where the cache lives (first that applies):
@@ -17,15 +18,19 @@ Where the cache lives (first that applies):
 3. ``$XDG_CACHE_HOME/tinyzoo/data/<dataset-name>-<hash>`` (``~/.cache/...`` when unset),
 
 where ``<hash>`` is taken from the dataset's absolute path. The default keeps the dataset
-directory untouched, so a read-only or shared copy works.
+directory untouched, so a read-only or shared copy works. ``root`` may be anything ``--data``
+accepts (:mod:`tinyzoo.data.sources`): a Tiny ImageNet folder, class folders, Parquet files
+or ``hf:ORG/NAME[@REV]``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import shutil
 import time
 import warnings
 from collections import Counter
@@ -35,12 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from tinyzoo.atomic_files import atomic_path, sweep_temporaries, write_atomic
-from tinyzoo.data.layout import (
-    ANNOTATIONS,
-    ResizedImagesWarning,
-    TinyImageNet,
-    decode_chunk,
-)
+from tinyzoo.data.layout import ResizedImagesWarning
+from tinyzoo.data.sources import Dataset, cache_name, open_dataset
 from tinyzoo.errors import TinyzooError
 from tinyzoo.specs import IMAGE_SIZE
 
@@ -128,31 +129,7 @@ def resolve_cache_dir(root: str | os.PathLike, cache_dir: str | os.PathLike | No
         xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         base = os.path.join(xdg, "tinyzoo", "data")
     key = hashlib.sha1(str(root).encode()).hexdigest()[:12]
-    return Path(base) / f"{root.name or 'dataset'}-{key}"
-
-
-def scan_entries(layout: TinyImageNet, split: str) -> tuple[list[Path], list[list]]:
-    """The split's files and ``[relative path, size, mtime_ns, label]`` per file, as the manifest stores them."""
-    files, labels = layout.split_files(split)
-    entries = []
-    for path, label in zip(files, labels):
-        try:
-            st = path.stat()
-        except OSError:
-            entries.append([path.relative_to(layout.root).as_posix(), -1, -1, label])
-            continue
-        entries.append([path.relative_to(layout.root).as_posix(), st.st_size, st.st_mtime_ns, label])
-    return files, entries
-
-
-def source_signature(layout: TinyImageNet) -> list:
-    """Sizes and mtimes of the text files labels come from."""
-    sig = []
-    for name in ("wnids.txt", ANNOTATIONS):
-        path = layout.root / name
-        st = path.stat() if path.is_file() else None
-        sig.append([name, st.st_size if st else -1, st.st_mtime_ns if st else -1])
-    return sig
+    return Path(base) / f"{cache_name(root)}-{key}"
 
 
 def manifest_path(cache: Path, split: str) -> Path:
@@ -168,7 +145,7 @@ def read_manifest(cache: Path, split: str) -> dict | None:
     return manifest if manifest.get("version") == CACHE_VERSION else None
 
 
-def manifest_matches(manifest: dict | None, cache: Path, entries: list[list], layout: TinyImageNet, split: str) -> bool:
+def manifest_matches(manifest: dict | None, cache: Path, entries: list[list], layout: Dataset, split: str) -> bool:
     """Whether ``manifest`` describes exactly this scan and its arrays are on disk."""
     if manifest is None or manifest.get("entries") != entries or manifest.get("wnids") != layout.wnids:
         return False
@@ -180,14 +157,14 @@ def manifest_matches(manifest: dict | None, cache: Path, entries: list[list], la
 
 def cache_state(root: str | os.PathLike, split: str, *, cache_dir: str | os.PathLike | None = None, skip_bad: bool = True) -> dict:
     """``{"state": "built" | "stale" | "missing", "path", "bytes", "images"}`` without building anything."""
-    layout = TinyImageNet(root, skip_bad=skip_bad)
-    cache = resolve_cache_dir(root, cache_dir)
+    layout = open_dataset(root, skip_bad=skip_bad)
+    cache = resolve_cache_dir(layout.root, cache_dir)
     manifest = read_manifest(cache, split)
     npy = cache / f"{split}.npy"
     state = {"state": "missing", "path": str(npy), "bytes": None, "images": None}
     if manifest is None:
         return state
-    _, entries = scan_entries(layout, split)
+    _, _, entries = layout.scan(split)
     valid = manifest_matches(manifest, cache, entries, layout, split)
     state.update(state="built" if valid else "stale", bytes=manifest.get("npy_bytes"), images=manifest.get("count"))
     if valid:
@@ -221,16 +198,17 @@ def open_split(
     workers: int | None = None,
     rebuild: bool = False,
 ) -> DecodedSplit:
-    """The decoded ``split`` of the dataset at ``root``, building its cache first if needed.
+    """The decoded ``split`` of the dataset ``root``, building its cache first if needed.
 
-    ``workers`` decoding processes (default 2; 0 decodes in this process); ``rebuild``
-    ignores an existing cache. A bad file raises a one-line :class:`TinyzooError`, or with
-    ``skip_bad`` is left out and named in ``.skipped``. Images that were not 64x64 are
-    resized and counted in one :class:`ResizedImagesWarning` when the cache is built.
+    ``root`` is anything ``--data`` accepts (see the module docstring). ``workers`` decoding
+    processes (default 2; 0 decodes in this process); ``rebuild`` ignores an existing cache.
+    A bad file raises a one-line :class:`TinyzooError`, or with ``skip_bad`` is left out and
+    named in ``.skipped``. Images that were not 64x64 are resized and counted in one
+    :class:`ResizedImagesWarning` when the cache is built.
     """
-    layout = TinyImageNet(root, skip_bad=skip_bad)
-    files, entries = scan_entries(layout, split)
-    cache = resolve_cache_dir(root, cache_dir)
+    layout = open_dataset(root, skip_bad=skip_bad)
+    files, labels, entries = layout.scan(split)
+    cache = resolve_cache_dir(layout.root, cache_dir)
     with build_lock(cache, split):
         manifest = None if rebuild else read_manifest(cache, split)
         built, seconds = False, 0.0
@@ -247,7 +225,7 @@ def open_split(
         root=layout.root,
         split=split,
         images=np.load(cache / f"{split}.npy", mmap_mode="r"),
-        labels=np.asarray([entries[i][3] for i in kept], dtype=np.int64),
+        labels=np.asarray([labels[i] for i in kept], dtype=np.int64),
         files=[files[i] for i in kept],
         wnids=list(layout.wnids),
         names=dict(layout.names),
@@ -263,17 +241,33 @@ def open_split(
     )
 
 
-def build_split(layout: TinyImageNet, split: str, files: list[Path], entries: list[list], cache: Path, *, workers: int | None = None) -> dict:
+def build_split(layout: Dataset, split: str, files: list[Path], entries: list[list], cache: Path, *, workers: int | None = None) -> dict:
     """Decode ``files`` into ``cache/<split>.npy`` (+ stats, + manifest); returns the manifest written.
 
-    Temporaries that a killed build left in ``cache`` are removed first (the caller holds the lock).
+    Temporaries that a killed build left in ``cache`` are removed first (the caller holds the
+    lock). A full disk raises a one-line error and leaves no temporary behind.
     """
-    n = len(files)
-    if n == 0:
+    if not files:
         raise TinyzooError(f"{layout.root / split}: no images found; expected JPEG files in the Tiny ImageNet layout")
     sweep_temporaries(cache)
+    try:
+        return write_split(layout, split, files, entries, cache, workers)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        free = shutil.disk_usage(cache).free
+        raise TinyzooError(
+            f"no space left on device for the decoded cache in {cache} ({free / 1e6:.0f} MB free; {split} needs "
+            f"{len(files) * IMAGE_SIZE * IMAGE_SIZE * 3 / 1e6:.0f} MB); nothing was kept: free some space or give --cache-dir"
+        ) from None
+
+
+def write_split(layout: Dataset, split: str, files: list[Path], entries: list[list], cache: Path, workers: int | None) -> dict:
+    """:func:`build_split`'s work: the ``.npy``, its statistics, then the manifest."""
+    n = len(files)
     with atomic_path(cache / f"{split}.npy", ".npy") as tmp:
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, IMAGE_SIZE, IMAGE_SIZE, 3)).flush()
+        reserve(tmp)
         results = decode_all(layout, split, files, tmp, 2 if workers is None else workers)
         errors = sorted(e for r in results for e in r["errors"])
         bad_rows = [row for row, _ in errors]
@@ -312,42 +306,56 @@ def build_split(layout: TinyImageNet, split: str, files: list[Path], entries: li
         warnings.warn(
             f"{resized} of {n} images in {layout.root / split} were not {IMAGE_SIZE}x{IMAGE_SIZE} and were resized to it",
             ResizedImagesWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     return manifest
 
 
-def decode_all(layout: TinyImageNet, split: str, files: list[Path], npy_path: Path, workers: int) -> list[dict]:
+def reserve(path: Path) -> None:
+    """Allocate the file's blocks now, so that a full disk fails here with ENOSPC rather than
+    later as a SIGBUS in a memory-mapped write."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise  # other errors: the file system cannot preallocate, and writes will tell
+
+
+def decode_all(layout: Dataset, split: str, files: list[Path], npy_path: Path, workers: int) -> list[dict]:
     """Decode ``files`` into the ``.npy`` at ``npy_path`` (a progress bar); the chunks' results in order.
 
-    A bad file raises its one-line error unless the layout skips bad files.
+    The dataset says how (``layout.decode_tasks``). A bad file raises its one-line error
+    unless the layout skips bad files.
     """
     from tinyzoo.console import progress
 
     n = len(files)
-    tasks = [(str(npy_path), s, [str(p) for p in files[s:s + CHUNK]]) for s in range(0, n, CHUNK)]
+    tasks = layout.decode_tasks(split, files, npy_path, CHUNK)
     results: list[dict] = []
     with progress(total=n, desc=f"decoding {split}", unit="img") as bar:
         for result in run_tasks(tasks, workers if n >= IN_PROCESS_BELOW else 0):
             if result["errors"] and not layout.skip_bad:
                 raise TinyzooError(result["errors"][0][1])
             results.append(result)
-            bar.update(len(tasks[len(results) - 1][2]))
+            bar.update(tasks[len(results) - 1][2])
     return results
 
 
 def run_tasks(tasks: list[tuple], workers: int):
-    """Yield :func:`decode_chunk` results in task order, from ``workers`` processes (0: here)."""
+    """Yield the results of ``(function, args, count)`` tasks in order, from ``workers`` processes (0: here)."""
     if workers <= 0:
-        for task in tasks:
-            yield decode_chunk(*task)
+        for function, args, _ in tasks:
+            yield function(*args)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn, not fork: the parent may hold torch threads or a prefetch thread
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(decode_chunk, *task) for task in tasks]
+        futures = [pool.submit(function, *args) for function, args, _ in tasks]
         try:
             for future in futures:
                 yield future.result()

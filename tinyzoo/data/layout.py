@@ -10,6 +10,9 @@ The layout (see docs/data.md)::
       or val/<wnid>/images/*.JPEG, val/<wnid>/*.JPEG  (validation already sorted into classes)
     test/images/*.JPEG                     no labels
 
+:class:`ClassFolders` reads the common class-folder layout (``train/<class>/*.jpg``,
+``val/<class>/*.jpg``, any image size) with the same interface; the classes are folder names.
+
 Nothing here imports torch; :func:`read_image` and :func:`decode_chunk` are what the cache's
 worker processes run.
 """
@@ -41,7 +44,12 @@ class TinyImageNet:
     its words (the wnid itself where words.txt has none). Problems raise a one-line
     :class:`TinyzooError`; with ``skip_bad=True`` the offending file, folder or annotation
     line is left out instead and its message appended to ``skipped``.
+
+    :meth:`scan` and :meth:`decode_tasks` are what the decoded cache asks of every dataset
+    kind (see :mod:`tinyzoo.data.sources`).
     """
+
+    kind = "tiny-imagenet"
 
     def __init__(self, root: str | os.PathLike, *, skip_bad: bool = False):
         self.root = Path(root)
@@ -92,8 +100,11 @@ class TinyImageNet:
         """Whether the directory holds ``split`` (``train``, ``val`` or ``test``)."""
         check_split(split)
         if split == "test":
-            return (self.root / "test" / "images").is_dir()
+            return self._test_folder().is_dir()
         return (self.root / split).is_dir()
+
+    def _test_folder(self) -> Path:
+        return self.root / "test" / "images"
 
     @property
     def splits(self) -> list[str]:
@@ -122,7 +133,7 @@ class TinyImageNet:
                 where = "test/images" if split == "test" else f"{split}/"
                 raise TinyzooError(f"{self.root / where}: not found; this dataset has no {split} split (it has: {', '.join(self.splits) or 'none'})")
             if split == "test":
-                files = list_images(self.root / "test" / "images")
+                files = list_images(self._test_folder())
                 self._files[split] = (files, [-1] * len(files))
             elif self.split_layout(split) == "annotations":
                 self._files[split] = self._read_annotated_val()
@@ -136,23 +147,48 @@ class TinyImageNet:
         self.split_files(split)
         return dict(self._boxes.get(split, {}))
 
+    def scan(self, split: str) -> tuple[list[Path], list[int], list[list]]:
+        """``(files, labels, entries)``: the split's files and labels, and one ``[relative path,
+        size, mtime_ns, label]`` per file, what the cache's manifest compares."""
+        files, labels = self.split_files(split)
+        entries = []
+        for path, label in zip(files, labels):
+            try:
+                st = path.stat()
+            except OSError:
+                entries.append([path.relative_to(self.root).as_posix(), -1, -1, label])
+                continue
+            entries.append([path.relative_to(self.root).as_posix(), st.st_size, st.st_mtime_ns, label])
+        return files, labels, entries
+
+    def decode_tasks(self, split: str, files: list[Path], npy_path: Path, chunk: int) -> list[tuple]:
+        """``(function, args, count)`` per chunk of ``files``: :func:`decode_chunk` jobs for worker processes."""
+        return [(decode_chunk, (str(npy_path), s, [str(p) for p in files[s:s + chunk]]), len(files[s:s + chunk])) for s in range(0, len(files), chunk)]
+
     def _bad(self, message: str) -> None:
         if not self.skip_bad:
             raise TinyzooError(message)
         self.skipped.append(message)
 
+    def _unknown_folder(self, folder: Path) -> str:
+        """The message for a folder in a split that names no class."""
+        return f"{folder}: folder is not a class listed in {self.root / 'wnids.txt'}"
+
+    def _missing_folder(self, folder: Path, wnid: str, split: str) -> None:
+        self._bad(f"{folder}: folder not found; wnids.txt lists class {wnid} but {split}/ has no folder for it")
+
     def _read_class_folders(self, split: str) -> tuple[list[Path], list[int]]:
         base = self.root / split
         for entry in sorted(os.scandir(base), key=lambda e: e.name):
             if entry.is_dir() and not entry.name.startswith(".") and entry.name not in self._index and not (split == "val" and entry.name == "images"):
-                self._bad(f"{base / entry.name}: folder is not a class listed in {self.root / 'wnids.txt'}")
+                self._bad(self._unknown_folder(base / entry.name))
         files: list[Path] = []
         labels: list[int] = []
         boxes: dict[str, tuple[int, int, int, int]] = {}
         for label, wnid in enumerate(self.wnids):
             folder = base / wnid
             if not folder.is_dir():
-                self._bad(f"{folder}: folder not found; wnids.txt lists class {wnid} but {split}/ has no folder for it")
+                self._missing_folder(folder, wnid, split)
                 continue
             images = folder / "images"
             found = list_images(images if images.is_dir() else folder)
@@ -201,6 +237,67 @@ class TinyImageNet:
         return files, labels
 
 
+class ClassFolders(TinyImageNet):
+    """A dataset in the common class-folder layout: ``train/<class>/*.jpg``, ``val/<class>/*.jpg``.
+
+    The classes are ``train/``'s folders that hold images, sorted by name (``val/``'s when
+    there is no ``train/``); a folder may keep its images in an ``images/`` subfolder, and
+    ``val/`` may lack a class. A class named by a WordNet id (``n01443537``) keeps it as its
+    wnid and takes its words from words.txt or tinyzoo's WordNet table, so a pretrained
+    ImageNet head still applies; other names are their own words. Test images, unlabelled, are
+    read from ``test/images/`` or ``test/``. Images of any size are resized for the cache.
+    """
+
+    kind = "class folders"
+
+    def _read_wnids(self) -> list[str]:
+        base = self.root / ("train" if (self.root / "train").is_dir() else "val")
+        classes = class_folder_names(base)
+        if not classes:
+            raise TinyzooError(f"{base}: no class folders with images in it; expected {base.name}/<class>/*.jpg, one folder per class")
+        return classes
+
+    def _read_words(self) -> dict[str, str]:
+        from tinyzoo.wordnet import wnid_names
+
+        names = super()._read_words()
+        for wnid, words in wnid_names(w for w in self.wnids if names[w] == w).items():
+            names[wnid] = words
+        return names
+
+    def _test_folder(self) -> Path:
+        images = self.root / "test" / "images"
+        return images if images.is_dir() or not list_images(self.root / "test") else self.root / "test"
+
+    def _unknown_folder(self, folder: Path) -> str:
+        return f"{folder}: folder is not one of the classes in {self.root / 'train'}; every class needs a training folder"
+
+    def _missing_folder(self, folder: Path, wnid: str, split: str) -> None:
+        pass  # a class may have no validation images
+
+
+def has_images(folder: Path) -> bool:
+    """Whether ``folder`` (or its ``images/`` subfolder) directly holds an image file."""
+    for place in (folder, folder / "images"):
+        try:
+            with os.scandir(place) as entries:
+                if any(e.is_file() and not e.name.startswith(".") and e.name.lower().endswith(IMAGE_SUFFIXES) for e in entries):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def class_folder_names(base: Path) -> list[str]:
+    """The sorted names of ``base``'s visible subfolders that hold images (the classes of a class-folder split)."""
+    try:
+        with os.scandir(base) as entries:
+            folders = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+    except OSError:
+        return []
+    return [name for name in folders if has_images(base / name)]
+
+
 def check_split(split: str) -> None:
     if split not in SPLITS:
         raise TinyzooError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
@@ -240,14 +337,16 @@ def read_boxes(path: Path) -> dict[str, tuple[int, int, int, int]]:
 # --- pixels --------------------------------------------------------------------------
 
 
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str, tuple[int, int]]:
+def read_image(path, name: str | None = None) -> tuple[np.ndarray, str, tuple[int, int]]:
     """``(pixels, mode, size)``: a uint8 (64, 64, 3) RGB array, the file's own mode and (w, h).
 
-    Grayscale, CMYK, palette and alpha images become RGB; other sizes are resized (bicubic).
-    An unreadable file raises :class:`TinyzooError` naming it.
+    ``path`` is a file path or a binary file object (then ``name`` says what to call it in
+    errors). Grayscale, CMYK, palette and alpha images become RGB; other sizes are resized
+    (bicubic). An unreadable file raises :class:`TinyzooError` naming it.
     """
     from PIL import Image, UnidentifiedImageError
 
+    label = path if name is None else name
     try:
         with Image.open(path) as im:
             mode, size = im.mode, im.size
@@ -258,19 +357,25 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, str, tuple[int, int
                 im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
             return np.asarray(im, dtype=np.uint8), mode, size
     except UnidentifiedImageError:
-        raise TinyzooError(f"{path}: cannot decode image: not a recognised image format") from None
+        raise TinyzooError(f"{label}: cannot decode image: not a recognised image format") from None
     except FileNotFoundError:
-        raise TinyzooError(f"{path}: cannot decode image: file not found") from None
+        raise TinyzooError(f"{label}: cannot decode image: file not found") from None
     except (OSError, SyntaxError, ValueError) as exc:
         problem = "file is truncated" if "truncated" in str(exc) else one_line(exc) or type(exc).__name__
-        raise TinyzooError(f"{path}: cannot decode image: {problem}") from None
+        raise TinyzooError(f"{label}: cannot decode image: {problem}") from None
 
 
 def decode_chunk(npy_path: str, start: int, paths: list[str]) -> dict:
-    """Decode ``paths`` into rows ``start...`` of the (N, 64, 64, 3) ``.npy`` at ``npy_path``.
+    """Decode the image files ``paths`` into rows ``start...`` of the ``.npy`` at ``npy_path`` (see :func:`decode_items`)."""
+    return decode_items(npy_path, start, [(path, None) for path in paths])
 
-    Runs in a worker process. Returns the per-chunk tallies the cache needs: ``errors``
-    (row, message) for files that failed (their rows are left zero), ``modes`` and
+
+def decode_items(npy_path: str, start: int, items: list[tuple]) -> dict:
+    """Decode ``items`` into rows ``start...`` of the (N, 64, 64, 3) ``.npy`` at ``npy_path``.
+
+    Each item is ``(path, None)`` or ``(binary file object, name)``, as :func:`read_image`
+    takes them. Runs in a worker process. Returns the per-chunk tallies the cache needs:
+    ``errors`` (row, message) for images that failed (their rows are left zero), ``modes`` and
     ``sizes`` counters, ``resized`` count, and the sums behind the dataset statistics
     (``pixel_sum`` (64, 64, 3) and ``cross`` (3, 3) over the good rows, ``good`` count).
     """
@@ -278,10 +383,10 @@ def decode_chunk(npy_path: str, start: int, paths: list[str]) -> dict:
     errors: list[tuple[int, str]] = []
     modes: Counter = Counter()
     sizes: Counter = Counter()
-    good = np.ones(len(paths), dtype=bool)
-    for i, path in enumerate(paths):
+    good = np.ones(len(items), dtype=bool)
+    for i, (path, name) in enumerate(items):
         try:
-            pixels, mode, size = read_image(path)
+            pixels, mode, size = read_image(path, name)
         except TinyzooError as exc:
             errors.append((start + i, str(exc)))
             good[i] = False
@@ -289,7 +394,7 @@ def decode_chunk(npy_path: str, start: int, paths: list[str]) -> dict:
         out[start + i] = pixels
         modes[mode] += 1
         sizes[f"{size[0]}x{size[1]}"] += 1
-    rows = np.asarray(out[start:start + len(paths)][good])
+    rows = np.asarray(out[start:start + len(items)][good])
     out.flush()
     del out
     flat = rows.reshape(-1, 3).astype(np.float32)
