@@ -71,3 +71,81 @@ def write_truncated_jpeg(path: Path) -> None:
 
 def mean_colour(pixels: np.ndarray) -> np.ndarray:
     return pixels.reshape(-1, 3).mean(axis=0)
+
+
+# --- other ways to hold the same data: class folders, Parquet (as the Hub keeps it), a zip ----------
+
+
+def encoded(image: Image.Image, fmt: str = "JPEG") -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, quality=95) if fmt == "JPEG" else image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def parquet_split(images: list[bytes], labels: list[int] | None, names: list[str] | None, *, row_group_size: int = 2,
+                  metadata: bool = True) -> bytes:
+    """A Parquet file as the ``datasets`` library writes one: an ``image`` struct column (bytes, path)
+    and an int ``label`` column, with the features (Image, ClassLabel names) in the schema metadata."""
+    import io
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    columns = {"image": pa.array([{"bytes": b, "path": None} for b in images], type=image_type)}
+    features: dict = {"image": {"_type": "Image"}}
+    if labels is not None:
+        columns["label"] = pa.array(labels, type=pa.int64())
+        features["label"] = {"names": names, "_type": "ClassLabel"} if names else {"dtype": "int64", "_type": "Value"}
+    table = pa.table(columns)
+    if metadata:
+        table = table.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": features}})})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, row_group_size=row_group_size)
+    return buffer.getvalue()
+
+
+def dataset_card(names: list[str]) -> str:
+    """A README.md whose YAML describes the features as the Hub's dataset cards do."""
+    lines = ["---", "dataset_info:", "  features:", "  - name: image", "    dtype: image", "  - name: label", "    dtype:",
+             "      class_label:", "        names:"]
+    lines += [f"          '{i}': {name}" for i, name in enumerate(names)]
+    return "\n".join(lines + ["---", "", "# a test dataset", ""])
+
+
+def colour_parquet_files(valid_names: list[str] | None = None) -> dict[str, bytes]:
+    """``data/train-...parquet`` (each class twice, in class order) and ``data/valid-...parquet`` (``VAL``'s
+    classes), solid colours as in :func:`make_tree`, plus README.md. ``valid_names`` lists the valid
+    file's ClassLabel names in another order (its labels then index that order)."""
+    valid_names = valid_names or WNIDS
+    train = parquet_split([encoded(solid(COLOURS[k])) for k in (0, 0, 1, 1, 2, 2)], [0, 0, 1, 1, 2, 2], WNIDS)
+    ks = list(VAL.values())
+    valid = parquet_split([encoded(solid(COLOURS[k])) for k in ks], [valid_names.index(WNIDS[k]) for k in ks], valid_names)
+    return {
+        "README.md": dataset_card(WNIDS).encode(),
+        "data/train-00000-of-00001-0a1b2c3d.parquet": train,
+        "data/valid-00000-of-00001-4e5f6a7b.parquet": valid,
+    }
+
+
+def write_files(root: Path, files: dict[str, bytes]) -> Path:
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+def zip_tree(tree: Path, top: str = "tiny-imagenet-200") -> bytes:
+    """``tree`` zipped under the folder name ``top``, as the official zip holds the dataset."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for path in sorted(tree.rglob("*")):
+            name = f"{top}/{path.relative_to(tree).as_posix()}"
+            archive.write(path, name + ("/" if path.is_dir() else ""))
+    return buffer.getvalue()

@@ -121,13 +121,13 @@ def adapt_convolutionize(model, spec, *, input_size: int, pool: str = "avg"):
 
 # -- create -----------------------------------------------------------------------------------------
 def _wnid_list(wnids) -> list[str] | None:
-    from tinyzoo.wordnet import read_wnids, validate_wnids
+    from tinyzoo.wordnet import read_wnids, validate_classes
 
     if wnids is None:
         return None
     if isinstance(wnids, (str, os.PathLike)):
         return read_wnids(wnids)
-    return validate_wnids(wnids)
+    return validate_classes(wnids)
 
 
 def _split_options(spec, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -230,7 +230,8 @@ def create(
     - ``stem``: ``keep``, ``small`` (the interior geometry kept for 56x56 input) or ``resize``
       (input upsampled to the native size); each architecture lists the stems it supports.
     - ``classes``: the head's size (default ``len(wnids)``, else 200); ``wnids``: a
-      ``wnids.txt`` path or a list of WordNet ids, in output order.
+      ``wnids.txt`` path or a list of WordNet ids, in output order (a list may instead name a
+      dataset's own classes, e.g. class folders that are not WordNet ids: the head is then random).
     - ``head_init``: ``wnid`` (the pretrained head's ImageNet-1k rows), ``random`` (Kaiming
       normal), or ``None`` for the rule of docs/adapters.md (wnid when the weights carry an
       ImageNet-1k head and every wnid is in it; the head kept when ``classes`` equals the

@@ -64,12 +64,15 @@ def print_table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
         click.echo(line(row))
 
 
-def progress(iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it", leave: bool = True):
-    """A tqdm progress bar on stderr, silent when stderr is not a terminal and TINYZOO_PROGRESS is unset."""
+def progress(iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it", leave: bool = True, **options):
+    """A tqdm progress bar on stderr, silent when stderr is not a terminal and TINYZOO_PROGRESS is unset.
+
+    ``options`` go to tqdm as they are (``unit_scale=True, unit_divisor=1024`` for bytes, ``initial``).
+    """
     import os
 
     from tqdm.auto import tqdm
 
     force = os.environ.get("TINYZOO_PROGRESS")
     disable = not sys.stderr.isatty() if force is None else force in ("0", "")
-    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, disable=disable, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, disable=disable, file=sys.stderr, dynamic_ncols=True, **options)

@@ -97,6 +97,25 @@ def validate_wnids(wnids: Iterable[str], origin: str = "wnids") -> list[str]:
     return wnids
 
 
+def validate_classes(classes: Iterable[str], origin: str = "wnids") -> list[str]:
+    """A dataset's class ids, checked: WordNet ids when any of them looks like one (then every
+    one must be, as :func:`validate_wnids` checks), else names of a dataset's own classes (class
+    folders), each non-empty and listed once."""
+    classes = [str(c).strip() for c in classes]
+    if any(WNID_RE.fullmatch(c) for c in classes):
+        return validate_wnids(classes, origin)
+    seen: dict[str, int] = {}
+    for i, name in enumerate(classes, 1):
+        if not name:
+            raise TinyzooError(f"{origin}: entry {i} is empty; every class needs a name")
+        if name in seen:
+            raise TinyzooError(f"{origin}: {name!r} appears twice (entries {seen[name]} and {i}); each class must be listed once")
+        seen[name] = i
+    if not classes:
+        raise TinyzooError(f"{origin} lists no classes")
+    return classes
+
+
 def read_wnids(path: str | Path) -> list[str]:
     """The WordNet ids of a ``wnids.txt`` file (one per line, blank lines ignored), checked.
 

@@ -1,23 +1,55 @@
-"""``tinyzoo data sample|info|prepare``: write a sample dataset, inspect a dataset, build its cache.
+"""``tinyzoo data download|sample|info|prepare``: get Tiny ImageNet, write a sample, inspect a dataset, build its cache.
 
 numpy, PIL and torch are imported inside the command bodies, so ``tinyzoo --help`` stays fast.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from tinyzoo.commands.data_option import DATA
 from tinyzoo.console import TinyzooGroup, print_json, print_table
+from tinyzoo.data.download import DEFAULT_DIR, TINY_IMAGENET_URL
 
 SPLIT_CHOICES = ("train", "val", "test")
 
 
 @click.group("data", cls=TinyzooGroup)
 def data_group() -> None:
-    """Tiny ImageNet data: write a sample dataset, inspect a dataset, build its decoded cache.
+    """Tiny ImageNet data: download it, write a sample dataset, inspect a dataset, build its decoded cache.
 
-    DIR is a folder in the tiny-imagenet-200 layout (wnids.txt, words.txt, train/, val/, test/).
+    DIR is a folder in the tiny-imagenet-200 layout (wnids.txt, words.txt, train/, val/, test/),
+    class folders (train/<class>/*.jpg, val/<class>/*.jpg), Parquet files, or hf:ORG/NAME[@REV].
     """
+
+
+@data_group.command("download")
+@click.argument("dir", required=False, default=DEFAULT_DIR, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--url", default=TINY_IMAGENET_URL, show_default=True, help="Where to get tiny-imagenet-200.zip (a mirror).")
+@click.option("--sha256", help="The zip's SHA-256 (64 hex digits), for a mirror's own file  [default: tinyzoo's pinned checksum]")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Where to write the decoded cache  [default: see docs/data.md]")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(0), help="Decoding processes (0: in this process).")
+def download_command(dir: Path, url: str, sha256: str | None, cache_dir: str | None, workers: int) -> None:
+    """Download Tiny ImageNet (about 237 MB) into DIR, check it, extract it, and build its decoded cache.
+
+    \b
+    DIR defaults to ./tiny-imagenet-200; train with `tinyzoo train NAME --data DIR`.
+    An interrupted download resumes when the command runs again (DIR.zip.part keeps what
+    arrived). The zip is checked against a pinned checksum (--sha256 for a mirror's own file);
+    a mismatch deletes it. A DIR that already holds the dataset only gets its cache built.
+    """
+    from tinyzoo.data.download import PINNED_DIGEST, download
+
+    got = download(dir, url=url, digest=f"sha256:{sha256}" if sha256 else PINNED_DIGEST)
+    if got.fetched:
+        resumed = f", resumed at {got.resumed_from / 1e6:.1f} MB" if got.resumed_from else ""
+        click.echo(f"downloaded {url} ({got.size / 1e6:.1f} MB{resumed}), {got.checked.upper()} checked; SHA-256 {got.sha256}")
+        click.echo(f"extracted to {got.root}")
+    else:
+        click.echo(f"{got.root} already holds the dataset (wnids.txt); building its cache")
+    prepare_splits(got.root, ("train", "val"), cache_dir=cache_dir, skip_bad=False, workers=workers, rebuild=False)
 
 
 @data_group.command("sample")
@@ -40,7 +72,7 @@ def sample_command(dir: str, classes: int, per_class: int, val_per_class: int | 
 
 
 @data_group.command("info")
-@click.argument("dir", type=click.Path(file_okay=False))
+@click.argument("dir", type=DATA)
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Where the decoded cache is (see docs/data.md).")
 @click.option("--skip-bad", is_flag=True, help="Leave out bad folders and annotation lines instead of failing, and list them.")
@@ -52,11 +84,10 @@ def info_command(dir: str, as_json: bool, cache_dir: str | None, skip_bad: bool)
     """
     from collections import Counter
 
-    from tinyzoo.console import progress
     from tinyzoo.data.cache import cache_state, resolve_cache_dir
-    from tinyzoo.data.layout import TinyImageNet, read_header
+    from tinyzoo.data.sources import open_dataset
 
-    layout = TinyImageNet(dir, skip_bad=skip_bad)
+    layout = open_dataset(dir, skip_bad=skip_bad)
     splits = {}
     per_class = {w: Counter() for w in layout.wnids}
     for split in layout.splits:
@@ -68,14 +99,7 @@ def info_command(dir: str, as_json: bool, cache_dir: str | None, skip_bad: bool)
         if cache["state"] == "built":
             modes, sizes, unreadable = cache.pop("modes"), cache.pop("sizes"), cache.pop("skipped")
         else:
-            modes, sizes, unreadable = Counter(), Counter(), 0
-            for path in progress(files, desc=f"reading {split} headers", unit="img"):
-                header = read_header(path)
-                if header is None:
-                    unreadable += 1
-                    continue
-                modes[header[0]] += 1
-                sizes[f"{header[1][0]}x{header[1][1]}"] += 1
+            modes, sizes, unreadable = header_counts(layout, split, files)
         splits[split] = {
             "layout": layout.split_layout(split),
             "images": len(files),
@@ -87,6 +111,7 @@ def info_command(dir: str, as_json: bool, cache_dir: str | None, skip_bad: bool)
         }
     report = {
         "root": str(layout.root),
+        "kind": layout.kind,
         "classes": len(layout.wnids),
         "cache_dir": str(resolve_cache_dir(dir, cache_dir)),
         "splits": splits,
@@ -96,7 +121,7 @@ def info_command(dir: str, as_json: bool, cache_dir: str | None, skip_bad: bool)
     if as_json:
         print_json(report)
         return
-    click.echo(f"dataset  {report['root']}")
+    click.echo(f"dataset  {report['root']} ({report['kind']})")
     click.echo(f"classes  {report['classes']}")
     click.echo(f"cache    {report['cache_dir']}")
     click.echo("")
@@ -109,6 +134,29 @@ def info_command(dir: str, as_json: bool, cache_dir: str | None, skip_bad: bool)
     print_table([[c["wnid"], c["name"].split(",")[0]] + [c[s] for s in labelled] for c in report["per_class"]], ["wnid", "name"] + labelled)
     for message in layout.skipped:
         click.echo(f"skipped: {message}", err=True)
+
+
+def header_counts(layout, split: str, files: list) -> tuple[dict, dict, int]:
+    """``(modes, sizes, unreadable)`` of a split's image files, from their headers (a progress bar).
+
+    Parquet rows have no files to read headers from: their counts come with the cache.
+    """
+    from collections import Counter
+
+    from tinyzoo.console import progress
+    from tinyzoo.data.layout import read_header
+
+    modes, sizes, unreadable = Counter(), Counter(), 0
+    if layout.kind == "parquet":
+        return modes, sizes, unreadable
+    for path in progress(files, desc=f"reading {split} headers", unit="img"):
+        header = read_header(path)
+        if header is None:
+            unreadable += 1
+            continue
+        modes[header[0]] += 1
+        sizes[f"{header[1][0]}x{header[1][1]}"] += 1
+    return modes, sizes, unreadable
 
 
 def counts_text(counts: dict) -> str:
@@ -124,7 +172,7 @@ def cache_text(cache: dict) -> str:
 
 
 @data_group.command("prepare")
-@click.argument("dir", type=click.Path(file_okay=False))
+@click.argument("dir", type=DATA)
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Where to write the cache  [default: see docs/data.md]")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable files and bad annotations, and report how many.")
 @click.option("--split", "splits", multiple=True, type=click.Choice(SPLIT_CHOICES), help="Only this split (repeatable)  [default: all present]")
@@ -132,13 +180,19 @@ def cache_text(cache: dict) -> str:
 @click.option("--rebuild", is_flag=True, help="Decode again even if the cache is up to date.")
 def prepare_command(dir: str, cache_dir: str | None, skip_bad: bool, splits: tuple[str, ...], workers: int, rebuild: bool) -> None:
     """Decode DIR's splits once into the uint8 cache that training and evaluation read."""
+    from tinyzoo.data.sources import open_dataset
+
+    prepare_splits(dir, splits or open_dataset(dir, skip_bad=skip_bad).splits, cache_dir=cache_dir, skip_bad=skip_bad, workers=workers, rebuild=rebuild)
+
+
+def prepare_splits(dir, splits, *, cache_dir, skip_bad: bool, workers: int, rebuild: bool) -> None:
+    """Build (or confirm) the cache of each split, one line each; resized images and skipped files on stderr."""
     import warnings
 
     from tinyzoo.data.cache import open_split
-    from tinyzoo.data.layout import ResizedImagesWarning, TinyImageNet
+    from tinyzoo.data.layout import ResizedImagesWarning
 
-    layout = TinyImageNet(dir, skip_bad=skip_bad)
-    for split in splits or layout.splits:
+    for split in splits:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ResizedImagesWarning)
             decoded = open_split(dir, split, cache_dir=cache_dir, skip_bad=skip_bad, workers=workers, rebuild=rebuild)

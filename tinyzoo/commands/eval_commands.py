@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from tinyzoo.atomic_files import write_atomic
+from tinyzoo.commands.data_option import DATA, DATA_HELP
 from tinyzoo.console import percent, print_json, print_table
 from tinyzoo.errors import TinyzooError
 from tinyzoo.evaluate.combine import COMBINATIONS
@@ -20,7 +21,7 @@ from tinyzoo.evaluate.views import VIEW_SETS
 def data_options(func):
     """--data, --split, --tta, --combine, --crop, --limit, --batch-size, --device, --cache-dir."""
     options = [
-        click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Tiny ImageNet directory (wnids.txt, train/, val/, test/) [default: the dataset a run directory was trained on]."),
+        click.option("--data", "data_dir", type=DATA, help=f"{DATA_HELP} [default: the dataset a run directory was trained on]."),
         click.option("--split", default="val", show_default=True, type=click.Choice(["val", "train", "test"]), help="Which split to run over."),
         click.option("--tta", "views", default="center", show_default=True, type=click.Choice(VIEW_SETS), help="Test-time views (docs/evaluation.md)."),
         click.option("--combine", default="softmax", show_default=True, type=click.Choice(COMBINATIONS), help="How the views' scores are combined."),
@@ -264,7 +265,7 @@ def fallback_member(fallback, sources, members, data, opts: dict):
 @click.option("--tta", "views", default="center", show_default=True, type=click.Choice(VIEW_SETS), help="Test-time views.")
 @click.option("--combine", default="softmax", show_default=True, type=click.Choice(COMBINATIONS), help="How the views' scores are combined.")
 @click.option("--crop", type=click.IntRange(min=1), help="View size [default: the run recipe's evaluation.crop, else config.json's input_size].")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False), help="The training data, when the model's run normalises with its statistics.")
+@click.option("--data", "data_dir", type=DATA, help=f"The training data, when the model's run normalises with its statistics. {DATA_HELP}.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N [default: cuda when available].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one entry per image.")
 def predict_command(model, images, topk, views, combine, crop, data_dir, device, as_json):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from tinyzoo.commands.data_option import DATA, DATA_HELP
 from tinyzoo.console import CommandError, print_json
 
 SET_HELP = "Override a recipe field: key.path=value (a TOML literal), e.g. stages[1].optimizer.lr=0.01. Repeatable."
@@ -23,7 +24,7 @@ def default_run_dir(name: str) -> Path:
 
 @click.command("train")
 @click.argument("name", required=False)
-@click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Dataset directory in the tiny-imagenet-200 layout [default: the generated sample dataset].")
+@click.option("--data", type=DATA, help=f"{DATA_HELP} [default: the generated sample dataset].")
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory to create (default runs/NAME).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--resume", type=click.Path(file_okay=False, path_type=Path), help="Continue the run in this directory from its last checkpoint.")
