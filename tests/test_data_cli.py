@@ -135,10 +135,10 @@ def test_prepare_builds_every_split_then_reuses_them(tmp_path):
 
 def test_prepare_bad_input_is_one_line_and_exit_1(tmp_path):
     root = make_tree(tmp_path / "tiny")
-    (root / "wnids.txt").unlink()
+    (root / "wnids.txt").write_text("\n".join(WNIDS + WNIDS[:1]) + "\n")
     result = run("data", "prepare", str(root), "--cache-dir", str(tmp_path / "c"))
     assert result.exit_code == 1
-    assert result.output == f"Error: {root / 'wnids.txt'}: file not found; a Tiny ImageNet directory lists its class ids (wnids) there, one per line\n"
+    assert result.output == f"Error: {root / 'wnids.txt'}:4: {WNIDS[0]} is listed twice; each class id must appear once\n"
 
 
 def test_prepare_truncated_file_fails_or_is_skipped(tmp_path):
