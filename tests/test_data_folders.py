@@ -100,8 +100,8 @@ def test_the_layout_is_detected(tmp_path):
 
 @pytest.mark.parametrize("make, message", [
     (lambda root: None, "{root}: no such directory; --data takes a dataset folder (Tiny ImageNet, class folders or Parquet files) or hf:ORG/NAME"),
-    (lambda root: root.mkdir(), "{root}: not a dataset tinyzoo reads: no wnids.txt (Tiny ImageNet), no train/ folder of class folders "
-                                "(train/<class>/*.jpg) and no .parquet files"),
+    (lambda root: root.mkdir(), ("{root}: not a dataset tinyzoo reads: no wnids.txt (Tiny ImageNet), no train/ folder of class folders "
+                                 "(train/<class>/*.jpg) and no .parquet files")),
     (lambda root: (root / "train").mkdir(parents=True) or (root / "train" / "a.jpg").write_bytes(encoded(solid(COLOURS[0]))),
      "{root}/train: images lie directly in it; put each class's images in a folder of its own (train/<class>/*.jpg)"),
     (lambda root: (root / "train" / "cat").mkdir(parents=True) or (root / "train" / "cat" / "notes.txt").write_text("x"),

@@ -13,7 +13,17 @@ import sys
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from data_fixtures import COLOURS, VAL, WNIDS, colour_parquet_files, encoded, mean_colour, parquet_split, solid, write_files
+from data_fixtures import (
+    COLOURS,
+    VAL,
+    WNIDS,
+    colour_parquet_files,
+    encoded,
+    mean_colour,
+    parquet_split,
+    solid,
+    write_files,
+)
 
 from tinyzoo.cli import cli
 from tinyzoo.data.cache import open_split, resolve_cache_dir
@@ -75,8 +85,8 @@ def test_offline_without_the_dataset_is_one_line(hub, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("value, message", [
-    ("hf:nobody/nothing", "Hub dataset 'nobody/nothing' not found at {endpoint} (or it is private): check the name (hf:ORG/NAME), "
-                          "or log in (`hf auth login`) for a private dataset"),
+    ("hf:nobody/nothing", ("Hub dataset 'nobody/nothing' not found at {endpoint} (or it is private): check the name (hf:ORG/NAME), "
+                           "or log in (`hf auth login`) for a private dataset")),
     (f"hf:{REPO}@v9", f"Hub dataset '{REPO}' has no revision 'v9': give a branch, tag or commit that exists"),
     ("hf:tiny-imagenet", "'hf:tiny-imagenet' is not a Hub dataset: write hf:ORG/NAME or hf:ORG/NAME@REVISION (e.g. hf:zh-plus/tiny-imagenet)"),
 ])
