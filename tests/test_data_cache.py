@@ -111,3 +111,19 @@ def test_cache_dir_argument_then_environment_then_xdg(tree, tmp_path, monkeypatc
     assert resolve_cache_dir(tree).parent == tmp_path / "xdg" / "tinyzoo" / "data"
     assert resolve_cache_dir(tree).name == from_env.name  # the same dataset, the same key
     assert resolve_cache_dir(tmp_path / "other").name != from_env.name
+
+
+def test_a_full_disk_while_decoding_is_one_line_and_leaves_nothing(tree, tmp_path, monkeypatch):
+    import errno
+
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache_module, "reserve", full)  # where the .npy's blocks are allocated
+    cache = tmp_path / "c"
+    with pytest.raises(TinyzooError) as err:
+        open_split(tree, "train", cache_dir=cache)
+    message = str(err.value)
+    assert message.startswith(f"no space left on device for the decoded cache in {cache} (")
+    assert message.endswith("MB free; train needs 0.1 MB); nothing was kept: free some space or give --cache-dir")
+    assert sorted(p.name for p in cache.iterdir()) == ["train.lock"]

@@ -133,7 +133,7 @@ def test_without_sha256_the_pinned_checksum_is_used(server, archive, tmp_path):
 
 def test_a_bad_sha256_option_is_one_line(server, tmp_path):
     result = download(server, tmp_path / "data", "--sha256", "abc")
-    assert result.exit_code == 1 and result.output == "Error: 'sha256:abc' is not a checksum: give the zip's SHA-256 as 64 hex digits\n"
+    assert result.exit_code == 1 and result.output == "Error: 'abc' is not a checksum: give the zip's SHA-256 as 64 hex digits\n"
 
 
 def full_disk_after(monkeypatch, *, writes_ok: int = 0, only_extraction: bool = False):

@@ -42,7 +42,7 @@ def download_command(dir: Path, url: str, sha256: str | None, cache_dir: str | N
     """
     from tinyzoo.data.download import PINNED_DIGEST, download
 
-    got = download(dir, url=url, digest=f"sha256:{sha256}" if sha256 else PINNED_DIGEST)
+    got = download(dir, url=url, digest=sha256 or PINNED_DIGEST)
     if got.fetched:
         resumed = f", resumed at {got.resumed_from / 1e6:.1f} MB" if got.resumed_from else ""
         click.echo(f"downloaded {url} ({got.size / 1e6:.1f} MB{resumed}), {got.checked.upper()} checked; SHA-256 {got.sha256}")

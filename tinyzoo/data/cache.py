@@ -258,7 +258,7 @@ def build_split(layout: Dataset, split: str, files: list[Path], entries: list[li
         free = shutil.disk_usage(cache).free
         raise TinyzooError(
             f"no space left on device for the decoded cache in {cache} ({free / 1e6:.0f} MB free; {split} needs "
-            f"{len(files) * IMAGE_SIZE * IMAGE_SIZE * 3 / 1e6:.0f} MB); nothing was kept: free some space or give --cache-dir"
+            f"{len(files) * IMAGE_SIZE * IMAGE_SIZE * 3 / 1e6:.1f} MB); nothing was kept: free some space or give --cache-dir"
         ) from None
 
 

@@ -61,7 +61,7 @@ def cached_snapshot(repo_id: str, revision: str) -> Path | None:
 
 
 def how_to_get(repo_id: str, revision: str | None) -> str:
-    value = f"hf:{repo_id}" + (f"@{revision}" if revision else "")
+    value = f"hf:{repo_id}" + (f"@{revision}" if revision and revision != DEFAULT_REVISION else "")
     return f"run `tinyzoo data prepare {value}` on a connected machine (with the same HF_HOME) and copy its Hugging Face cache here"
 
 
