@@ -86,6 +86,8 @@ def test_folders_named_freely_are_their_own_classes(tmp_path):
 
 def test_a_validation_folder_that_is_no_class_is_named(tmp_path):
     root = write_folders(tmp_path / "pets", OWN)
+    (root / "train" / "empty").mkdir()  # a folder without images is no class, and no error
+    assert open_dataset(root).wnids == OWN and len(open_dataset(root).split_files("train")[0]) == 6
     (root / "val" / "cow").mkdir()
     (root / "val" / "cow" / "x.jpg").write_bytes(encoded(solid(COLOURS[0])))
     with pytest.raises(TinyzooError) as err:

@@ -170,8 +170,8 @@ class TinyImageNet:
             raise TinyzooError(message)
         self.skipped.append(message)
 
-    def _unknown_folder(self, folder: Path) -> str:
-        """The message for a folder in a split that names no class."""
+    def _unknown_folder(self, folder: Path) -> str | None:
+        """The message for a folder in a split that names no class (None: leave it be)."""
         return f"{folder}: folder is not a class listed in {self.root / 'wnids.txt'}"
 
     def _missing_folder(self, folder: Path, wnid: str, split: str) -> None:
@@ -181,7 +181,9 @@ class TinyImageNet:
         base = self.root / split
         for entry in sorted(os.scandir(base), key=lambda e: e.name):
             if entry.is_dir() and not entry.name.startswith(".") and entry.name not in self._index and not (split == "val" and entry.name == "images"):
-                self._bad(self._unknown_folder(base / entry.name))
+                message = self._unknown_folder(base / entry.name)
+                if message:
+                    self._bad(message)
         files: list[Path] = []
         labels: list[int] = []
         boxes: dict[str, tuple[int, int, int, int]] = {}
@@ -269,7 +271,9 @@ class ClassFolders(TinyImageNet):
         images = self.root / "test" / "images"
         return images if images.is_dir() or not list_images(self.root / "test") else self.root / "test"
 
-    def _unknown_folder(self, folder: Path) -> str:
+    def _unknown_folder(self, folder: Path) -> str | None:
+        if not has_images(folder):
+            return None  # an empty folder is no class, and no mistake either
         return f"{folder}: folder is not one of the classes in {self.root / 'train'}; every class needs a training folder"
 
     def _missing_folder(self, folder: Path, wnid: str, split: str) -> None:
