@@ -31,7 +31,8 @@ else:  # Python 3.10
 # The allowed values of each enumerated field; the dataclasses below use these aliases.
 StemMode = Literal["keep", "small", "resize"]
 HeadInit = Literal["wnid", "random"]
-KernelResize = Literal["bicubic", "pi"]
+KernelResize = Literal["bicubic", "pi", "pinv"]
+BnRecalibration = Literal["plain", "relative"]  # tinyzoo.surgery.batchnorm.METHODS
 OptimizerName = Literal["sgd", "adam", "adamw"]
 ScheduleName = Literal["constant", "step", "plateau", "cyclic_cosine", "exponential", "cosine"]
 ViewSet = Literal["center", "full", "10crop", "12crop", "dense"]  # tinyzoo.evaluate.views.VIEW_SETS
@@ -76,11 +77,13 @@ class ModelConfig:
     stem: StemMode = _f("keep", "stem adapter: keep the native stem, small (3x3/1 for 56x56 crops), or resize (upsample the input)")
     classes: int = _f(200, "number of output classes", min=1)
     head_init: HeadInit | None = _f(None, "new head: wnid (the pretrained head's rows for the classes) or random (Kaiming); unset = wnid where possible")
-    kernel_resize: KernelResize = _f("bicubic", "how the first conv's kernels are resampled for stem small: bicubic (Kim) or pi (pseudo-inverse, FlexiViT)")
+    kernel_resize: KernelResize | None = _f(None, "how the first conv's kernels are resampled for stem small: bicubic (Kim) or pi/pinv (pseudo-inverse, FlexiViT); unset = the family's measured default (docs/fidelity.md)")
     convolutionize: bool = _f(False, "turn Linear layers into convolutions")
     weights: str | None = _f(None, "weights source (hf-hub:..., torchvision:..., a path, or none); unset = the architecture's default")
     options: dict[str, Any] = _f({}, "architecture options (e.g. width) and adapter options (resize_mode, aux), as tinyzoo.create takes them")
     head_dropout: float = _f(0.0, "dropout probability before the new head", min=0.0)
+    recalibrate_bn: BnRecalibration | None = _f(None, "BatchNorm recalibration after the surgery, on training images: relative (moment matching to the original at native size) or plain (re-estimation); unset = off")
+    calibration_images: int = _f(256, "training images recalibrate_bn uses", min=1)
 
 
 @dataclass(kw_only=True)
