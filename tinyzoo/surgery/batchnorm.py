@@ -63,27 +63,36 @@ def batchnorms(model: nn.Module) -> dict[str, _BatchNorm]:
 
 
 class Moments:
-    """Exact per-channel sums (float64) of everything added; ``mean_var()`` gives mean and population variance."""
+    """Per-channel sums of everything added, accumulated in float64; ``mean_var()`` gives the mean
+    and the population variance. Values are summed as differences from a per-channel shift (the
+    first batch's mean), so the variance does not cancel away when the mean is large."""
 
     def __init__(self) -> None:
+        self.shift: Tensor | None = None
         self.total: Tensor | None = None
         self.squares: Tensor | None = None
         self.count = 0
 
     def add(self, x: Tensor) -> None:
-        values = x.detach().double().transpose(0, 1).reshape(x.shape[1], -1)  # (C, everything else)
-        total, squares = values.sum(1), (values * values).sum(1)
+        values = x.detach().movedim(1, -1).reshape(-1, x.shape[1])  # a view for channels_last input
+        if not values.is_floating_point() or values.dtype in (torch.float16, torch.bfloat16):
+            values = values.float()
+        if self.shift is None:
+            self.shift = values[:4096].mean(0)
+        centred = values - self.shift
+        total, squares = centred.sum(0).double(), centred.square().sum(0).double()
         if self.total is None:
             self.total, self.squares = total, squares
         else:
             self.total, self.squares = self.total + total, self.squares + squares
-        self.count += values.shape[1]
+        self.count += values.shape[0]
 
     def mean_var(self) -> tuple[Tensor, Tensor]:
         if not self.count:
             raise TinyzooError("no calibration images reached this BatchNorm")
-        mean = self.total / self.count
-        return mean, (self.squares / self.count - mean * mean).clamp_min(0)
+        offset = self.total / self.count
+        var = (self.squares / self.count - offset * offset).clamp_min(0)
+        return self.shift.double() + offset, var
 
 
 def _forward_all(model: nn.Module, batches: Iterable[Tensor]) -> int:
