@@ -71,3 +71,12 @@ def write_photos(folder: Path) -> Path:
         for name in names:
             shutil.copyfile(where / name, folder / name)
     return folder
+
+
+if __name__ == "__main__":  # python tests/real_weights.py lite0.safetensors photos [lite0|lite1|lite2]
+    import sys
+
+    if len(sys.argv) not in (3, 4):
+        raise SystemExit("usage: python tests/real_weights.py WEIGHTS.safetensors PHOTO_DIR [lite0|lite1|lite2]")
+    print(write_lite_safetensors(Path(sys.argv[1]), sys.argv[3] if len(sys.argv) == 4 else "lite0"))
+    print(write_photos(Path(sys.argv[2])))

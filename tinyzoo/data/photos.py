@@ -114,7 +114,7 @@ def random_boxes(photos: list[Photo], per_photo: int, rng: np.random.Generator, 
         height, width = photo.pixels.shape[:2]
         short = min(height, width)
         for _ in range(per_photo):
-            side = max(1, int(round(short * rng.uniform(*scale))))
+            side = max(1, round(short * rng.uniform(*scale)))
             top = int(rng.integers(0, height - side + 1))
             left = int(rng.integers(0, width - side + 1))
             rows.append((index, top, left, side))
@@ -136,7 +136,7 @@ def _resize(pixels: np.ndarray, size: int):
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float()
+    x = torch.from_numpy(np.array(pixels)).permute(2, 0, 1)[None].float()  # a writable copy
     if x.shape[-2:] == (size, size):
         return x[0]
     return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True)[0]
@@ -159,7 +159,7 @@ def box_views(photos: list[Photo], boxes: np.ndarray, *, view: str = "full", nat
         if native:
             inner = crop
             if view == "center":  # the field of view of the central 56 of the 64 px image
-                cut = int(round(side * margin / TINY_SIZE))
+                cut = round(side * margin / TINY_SIZE)
                 inner = crop[cut:side - cut, cut:side - cut]
             big.append(_to_uint8(_resize(inner, native)))
     return ImageViews(
