@@ -179,3 +179,18 @@ def test_adapt_command_recalibrates_on_a_photo_folder(cli, photo_dir, tmp_path):
     assert missing.returncode == 2
     assert "Error: --recalibrate-bn needs --calibration-data DIR" in missing.stderr
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_a_recipe_recalibrates_on_its_training_images(tmp_path):
+    from training_sample import stage, tiny_recipe, write_training_sample
+
+    from tinyzoo.train import Trainer, TrainSettings
+
+    sample = write_training_sample(tmp_path / "sample")
+    recipe = tiny_recipe(stage(iterations=1), model={"recalibrate_bn": "relative", "calibration_images": 12})
+    trainer = Trainer(recipe, TrainSettings(data=sample, out=tmp_path / "run", progress=False, threads=1, log=lambda _: None))
+    trainer.run()
+    config = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
+    assert config["recalibrate_bn"] == {"method": "relative", "images": 12, "size": 56, "view": "center",
+                                        "source": "training split (12 images)"}

@@ -148,20 +148,21 @@ def docs_block() -> list[list[str]]:
 def test_the_docs_example_converts_the_weights_prints_a_table_and_draws_a_png(cli, tmp_path):
     convert, run = docs_block()
     assert convert[:2] == ["python", "tests/real_weights.py"] and run[:2] == ["tinyzoo", "fidelity"]
-    made = subprocess.run([sys.executable, str(REPO / convert[1]), *convert[2:]], cwd=tmp_path, capture_output=True, text=True)
+    made = subprocess.run([sys.executable, str(REPO / convert[1]), *convert[2:]], cwd=tmp_path, capture_output=True, text=True, check=False)
     assert made.returncode == 0, made.stderr
     result = cli(*run[1:], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"{ARCH} ({tmp_path / 'lite0.safetensors'}): teacher at 224 px, students at 64 px (full); 7 photos x 2 crops")
     assert lines[2].split() == ["variant", "top-1", "agreement", "top-5", "agreement", "KL(teacher||student)", "zero-shot", "val", "top-1"]
-    names = ["resize/bicubic", "resize/bicubic +bn relative", "resize/bilinear", "resize/bilinear +bn relative"]
-    assert [re.split(r"\s{2,}", line)[0] for line in lines[4:8]] == names
+    assert [re.split(r"\s{2,}", line)[0] for line in lines[4:6]] == ["resize/bilinear", "resize/bilinear +bn relative"]
+    assert lines[6:] == ["", "wrote fidelity.png"]
     number = r"[\d.]+ \[[\d.]+, [\d.]+\]"
-    assert re.fullmatch(rf"resize/bicubic\s+{number}\s+{number}\s+{number}\s+-", lines[4])
+    assert re.fullmatch(rf"resize/bilinear\s+{number}\s+{number}\s+{number}\s+-", lines[4])
     assert (tmp_path / "fidelity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_fidelity_json_schema_and_plot(two_photos, lite0_weights, tmp_path):
     plot = tmp_path / "out" / "fidelity.png"
     result = fidelity_cli(ARCH, "--weights", lite0_weights, "--photos", two_photos, *QUICK, "--seed", 3, "--json", "--plot", plot)
@@ -185,8 +186,9 @@ def test_fidelity_json_schema_and_plot(two_photos, lite0_weights, tmp_path):
         assert set(s) == {"mean", "low", "high"} and s["low"] <= s["mean"] <= s["high"]
     assert data["skipped"] == []
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    again = fidelity_cli(ARCH, "--weights", lite0_weights, "--photos", two_photos, *QUICK, "--seed", 3, "--json")
-    assert json.loads(again.output)["variants"][0]["kl"] == data["variants"][0]["kl"]  # deterministic
+    again = fidelity_cli(ARCH, "--weights", lite0_weights, "--photos", two_photos, "--crops", 2, "--variant", "keep", "--bn", "none",
+                         "--seed", 3, "--json")
+    assert json.loads(again.output)["variants"][0] == {**data["variants"][0], "seconds": json.loads(again.output)["variants"][0]["seconds"]}
 
 
 @pytest.mark.parametrize("make,message", [

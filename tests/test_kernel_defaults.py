@@ -10,7 +10,13 @@ import tinyzoo
 from tinyzoo.cli import cli as cli_group
 from tinyzoo.errors import TinyzooError
 from tinyzoo.recipe import load_recipe
-from tinyzoo.surgery.kernels import DEFAULT_KERNEL_RESIZE, FALLBACK_KERNEL_RESIZE, canonical_method, default_kernel_resize, resample_kernel
+from tinyzoo.surgery.kernels import (
+    DEFAULT_KERNEL_RESIZE,
+    FALLBACK_KERNEL_RESIZE,
+    canonical_method,
+    default_kernel_resize,
+    resample_kernel,
+)
 
 
 def test_every_family_that_resamples_a_kernel_defaults_to_pi():
@@ -54,3 +60,19 @@ def test_kims_recipe_keeps_bicubic_and_recipes_may_leave_it_unset():
     recipe = load_recipe("quickstart")
     assert recipe.model.kernel_resize is None and recipe.model.recalibrate_bn is None and recipe.model.calibration_images == 256
     assert load_recipe("quickstart", ["model.recalibrate_bn=relative"]).model.recalibrate_bn == "relative"
+
+
+def test_the_torch_free_copies_of_the_choices_agree_with_their_sources():
+    import typing
+
+    from tinyzoo import adapt
+    from tinyzoo.commands import adapt_commands, fidelity_commands
+    from tinyzoo.data import photos
+    from tinyzoo.evaluate import fidelity
+    from tinyzoo.recipe import BnRecalibration, KernelResize
+    from tinyzoo.surgery import batchnorm, kernels
+
+    methods = kernels.METHODS + tuple(kernels.ALIASES)
+    assert adapt_commands.KERNEL_RESIZES == adapt.KERNEL_RESIZES == typing.get_args(KernelResize) == methods
+    assert adapt_commands.BN_METHODS == typing.get_args(BnRecalibration) == batchnorm.METHODS
+    assert fidelity_commands.BN_CHOICES == fidelity.BN_CHOICES and fidelity_commands.VIEWS == photos.VIEWS

@@ -431,6 +431,7 @@ class Trainer:
         kernel_resize = change.get("kernel_resize", self.recipe.model.kernel_resize)
         model = adapt.restem(model, change["stem"], kernel_resize=kernel_resize)
         self._record_preprocess(model)
+        kernel_resize = model.tinyzoo_config.get("kernel_resize", kernel_resize)  # None resolved to the family's default
         self.log(f"adapter change before this stage: stem {change['stem']} (kernel_resize {kernel_resize})")
         return model.to(self.device)
 
