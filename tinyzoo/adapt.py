@@ -219,10 +219,12 @@ def create(
     classes: int | None = None,
     wnids=None,
     head_init: str | None = None,
-    kernel_resize: str = "bicubic",
+    kernel_resize: str | None = None,
     convolutionize: bool = False,
     weights: Any = None,
     offline: bool | None = None,
+    recalibrate_bn: str | None = None,
+    calibration: Any = None,
     **options: Any,
 ):
     """The architecture ``name`` adapted to Tiny ImageNet, as an ``nn.Module`` in eval mode.
@@ -236,10 +238,14 @@ def create(
       normal), or ``None`` for the rule of docs/adapters.md (wnid when the weights carry an
       ImageNet-1k head and every wnid is in it; the head kept when ``classes`` equals the
       weights' head and no wnids are given; otherwise random).
-    - ``kernel_resize``: ``bicubic`` or ``pi``, for kernels that ``stem small`` resamples.
+    - ``kernel_resize``: ``bicubic`` or ``pi`` (``pinv``), for kernels that ``stem small``
+      resamples; ``None``: the family's measured default (``tinyzoo.surgery.kernels.default_kernel_resize``).
     - ``convolutionize``: the classifier's Linear layers become convolutions.
     - ``weights``: a weights source (``None``: the architecture's default; ``"none"``: random),
       or a :class:`tinyzoo.weights.LoadedWeights` already read (to adapt one download several ways).
+    - ``recalibrate_bn``: ``plain`` or ``relative`` BatchNorm recalibration after the surgery
+      (:mod:`tinyzoo.surgery.batchnorm`) on ``calibration``, a
+      :class:`tinyzoo.data.photos.ImageViews` (``calibration_views(DIR, ...)`` reads a folder).
     - ``options``: architecture options (the spec's ``options``) and adapter options
       ``aux=adapt|drop``, ``resize_mode=bicubic|bilinear``.
 
@@ -259,8 +265,8 @@ def create(
         raise TinyzooError(f"stem {stem!r} is not one of: {', '.join(STEM_MODES)}")
     if stem not in spec.stems:
         raise TinyzooError(f"architecture {spec.name!r} supports stems {', '.join(spec.stems)}; not {stem!r}")
-    if kernel_resize not in KERNEL_RESIZES:
-        raise TinyzooError(f"kernel_resize {kernel_resize!r} is not one of: {', '.join(KERNEL_RESIZES)}")
+    kernel_resize = resolve_kernel_resize(kernel_resize, spec)
+    check_recalibration(recalibrate_bn, calibration, spec)
     builder_options, adapter_options = _split_options(spec, options)
     wnid_list = _wnid_list(wnids)
     if classes is None:
@@ -283,6 +289,7 @@ def create(
     classifier_size = out_size(get_module(model, spec.classifier, "classifier")) if spec.classifier else None
     tracker = ProvenanceTracker(model.state_dict())
 
+    reference = _bn_reference(model, spec, loaded, recalibrate_bn, calibration)
     init, rows, head_note = _resolve_head(spec, classes, wnid_list, head_init, loaded, classifier_size) if spec.classifier else ("keep", None, "")
     plan: list[tuple[str, dict[str, Any]]] = []
     if stem == "small":
@@ -307,6 +314,12 @@ def create(
             input_size = changes.input_size or input_size
             notes.extend(changes.notes)
             applied.append({"name": adapter.name, "params": params})
+        if recalibrate_bn:
+            from tinyzoo.surgery.batchnorm import recalibrate_views
+
+            changes = recalibrate_views(model, calibration, recalibrate_bn, spec.mean, spec.std, reference)
+            tracker.apply("recalibrate-bn", changes, model.state_dict())
+            notes.extend(changes.notes)
         tracker.check_copied(model.state_dict())
     model.eval()
 
@@ -332,6 +345,7 @@ def create(
         "stem": stem,
         "head_init": init,
         "kernel_resize": kernel_resize,
+        "recalibrate_bn": calibration_record(recalibrate_bn, calibration),
         "convolutionize": bool(convolutionize),
         "classes": classes,
         "wnids": wnid_list,
@@ -350,6 +364,52 @@ def create(
     model.tinyzoo_report = report
     model.tinyzoo_config = config
     return model
+
+
+def resolve_kernel_resize(kernel_resize: str | None, spec) -> str:
+    """``kernel_resize`` in its canonical spelling; ``None`` is the family's measured default."""
+    from tinyzoo.surgery.kernels import canonical_method, default_kernel_resize
+
+    if kernel_resize is None:
+        return default_kernel_resize(spec.family)
+    try:
+        return canonical_method(kernel_resize)
+    except TinyzooError:
+        raise TinyzooError(f"kernel_resize {kernel_resize!r} is not one of: {', '.join(KERNEL_RESIZES)}") from None
+
+
+def check_recalibration(method: str | None, calibration, spec) -> None:
+    """A one-line error unless ``method`` is off, or known and given calibration images that fit ``spec``."""
+    if not method:
+        if calibration is not None:
+            raise TinyzooError("calibration images were given but recalibrate_bn is not set (plain or relative)")
+        return
+    from tinyzoo.surgery.batchnorm import check_method
+
+    check_method(method)
+    if calibration is None:
+        raise TinyzooError(f"recalibrate_bn={method!r} needs calibration images (--calibration-data DIR)")
+    native = getattr(calibration, "native", None)
+    if method == "relative" and (native is None or native.shape[1] != spec.input_size):
+        raise TinyzooError(f"recalibrate_bn='relative' needs the calibration images at {spec.name}'s native size, {spec.input_size} px")
+
+
+def _bn_reference(model, spec, loaded, method, calibration):
+    """The original network's BatchNorm statistics at native size, for ``relative`` recalibration."""
+    if method != "relative":
+        return None
+    from tinyzoo.surgery.batchnorm import reference_moments
+
+    key = (spec.name, loaded.source, loaded.sha256, calibration.view)
+    return reference_moments(model, calibration, spec.mean, spec.std, key=key)
+
+
+def calibration_record(method: str | None, calibration) -> dict[str, Any] | None:
+    """What config.json records about BatchNorm recalibration (``None`` when off)."""
+    if not method:
+        return None
+    return {"method": method, "images": len(calibration), "size": int(calibration.small.shape[1]),
+            "view": calibration.view, "source": calibration.source}
 
 
 def _version() -> str:
@@ -557,7 +617,7 @@ def load(directory: str | os.PathLike, *, device: Any = None):
     return model
 
 
-def restem(model, stem: str, *, kernel_resize: str = "bicubic"):
+def restem(model, stem: str, *, kernel_resize: str | None = None):
     """Switch an adapted model's stem (``resize`` -> ``small`` for Kim's staged run, or to ``keep``
     from ``resize``), keeping every other tensor; config and report are updated. Returns the model."""
     import torch
@@ -570,6 +630,7 @@ def restem(model, stem: str, *, kernel_resize: str = "bicubic"):
     spec = get_registry().architecture(config["architecture"])
     if stem not in spec.stems:
         raise TinyzooError(f"architecture {spec.name!r} supports stems {', '.join(spec.stems)}; not {stem!r}")
+    kernel_resize = resolve_kernel_resize(kernel_resize, spec)
     current = config.get("stem", "keep")
     if current == stem:
         return model

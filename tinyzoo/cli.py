@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from tinyzoo import __version__
-from tinyzoo.commands import adapt_commands, data_commands, eval_commands, recipe_commands, registry_commands, train_commands, weights_commands
+from tinyzoo.commands import adapt_commands, data_commands, eval_commands, fidelity_commands, recipe_commands, registry_commands, train_commands, weights_commands
 from tinyzoo.console import TinyzooGroup
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -26,7 +26,8 @@ def cli() -> None:
 
 
 # Each module in tinyzoo/commands/ exposes COMMANDS; add a module here to add its commands.
-COMMAND_MODULES = (registry_commands, adapt_commands, weights_commands, eval_commands, recipe_commands, data_commands, train_commands)
+COMMAND_MODULES = (registry_commands, adapt_commands, weights_commands, eval_commands, recipe_commands, data_commands, train_commands,
+                   fidelity_commands)
 for module in COMMAND_MODULES:
     for command in module.COMMANDS:
         cli.add_command(command)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence, Union, get_args, get_origin, get_type_hints
 
 from tinyzoo.errors import TinyzooError
-from tinyzoo.specs import CROP_SIZE, STEM_MODES, HeadInit, KernelResize, StemMode
+from tinyzoo.specs import CALIBRATION_IMAGES, CROP_SIZE, STEM_MODES, BnRecalibration, HeadInit, KernelResize, StemMode
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -73,11 +73,13 @@ class ModelConfig:
     stem: StemMode = _f("keep", "stem adapter: keep the native stem, small (3x3/1 for 56x56 crops), or resize (upsample the input)")
     classes: int = _f(200, "number of output classes", min=1)
     head_init: HeadInit | None = _f(None, "new head: wnid (the pretrained head's rows for the classes) or random (Kaiming); unset = wnid where possible")
-    kernel_resize: KernelResize = _f("bicubic", "how the first conv's kernels are resampled for stem small: bicubic (Kim) or pi (pseudo-inverse, FlexiViT)")
+    kernel_resize: KernelResize | None = _f(None, "how the first conv's kernels are resampled for stem small: bicubic (Kim) or pi/pinv (pseudo-inverse, FlexiViT); unset = the family's measured default (docs/fidelity.md)")
     convolutionize: bool = _f(False, "turn Linear layers into convolutions")
     weights: str | None = _f(None, "weights source (hf-hub:..., torchvision:..., a path, or none); unset = the architecture's default")
     options: dict[str, Any] = _f({}, "architecture options (e.g. width) and adapter options (resize_mode, aux), as tinyzoo.create takes them")
     head_dropout: float = _f(0.0, "dropout probability before the new head", min=0.0)
+    recalibrate_bn: BnRecalibration | None = _f(None, "BatchNorm recalibration after the surgery, on training images: relative (moment matching to the original at native size) or plain (re-estimation); unset = off")
+    calibration_images: int = _f(CALIBRATION_IMAGES, "training images recalibrate_bn uses", min=1)
 
 
 @dataclass(kw_only=True)

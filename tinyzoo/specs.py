@@ -23,12 +23,18 @@ CROP_SIZE = 56  # the training crop of most reports (Kim); --stem small adapts n
 # The allowed values of the adapter choices; recipes, the CLI and the adapters all read these.
 StemMode = Literal["keep", "small", "resize"]
 HeadInit = Literal["wnid", "random"]
-KernelResize = Literal["bicubic", "pi"]
+KernelResize = Literal["bicubic", "pi", "pinv"]  # "pinv" is another spelling of "pi"
 ResizeMode = Literal["bicubic", "bilinear"]
+BnRecalibration = Literal["plain", "relative"]
+PhotoView = Literal["full", "center"]
 STEM_MODES: tuple[str, ...] = get_args(StemMode)
 HEAD_INITS: tuple[str, ...] = get_args(HeadInit)
 KERNEL_RESIZES: tuple[str, ...] = get_args(KernelResize)
 RESIZE_MODES: tuple[str, ...] = get_args(ResizeMode)
+BN_RECALIBRATIONS: tuple[str, ...] = get_args(BnRecalibration)
+FIDELITY_BN_CHOICES = ("none", *BN_RECALIBRATIONS)  # what `tinyzoo fidelity --bn` compares
+PHOTO_VIEWS: tuple[str, ...] = get_args(PhotoView)
+CALIBRATION_IMAGES = 256  # images BatchNorm recalibration draws, unless told otherwise
 SOURCES = ("timm", "torchvision", "tinyzoo")
 
 

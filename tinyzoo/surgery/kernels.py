@@ -38,7 +38,32 @@ from torch import Tensor
 from tinyzoo.errors import TinyzooError
 from tinyzoo.specs import KERNEL_RESIZES
 
-METHODS = KERNEL_RESIZES
+ALIASES = {"pinv": "pi"}  # other spellings a user may write
+METHODS = tuple(m for m in KERNEL_RESIZES if m not in ALIASES)  # the canonical spellings
+# The method ``tinyzoo.create(kernel_resize=None)`` uses, per architecture family; chosen by the
+# measurement in docs/fidelity.md ("Kernel resampling"). Families not listed get FALLBACK_KERNEL_RESIZE.
+DEFAULT_KERNEL_RESIZE = {
+    "resnet": "pi",
+    "densenet": "pi",
+    "googlenet": "pi",
+    "alexnet": "pi",
+    "vit": "pi",
+}
+FALLBACK_KERNEL_RESIZE = "pi"
+
+
+def canonical_method(method: str) -> str:
+    """``method`` in its canonical spelling (``pinv`` -> ``pi``); a one-line error when unknown."""
+    name = ALIASES.get(method, method)
+    if name not in METHODS:
+        known = ", ".join(METHODS + tuple(ALIASES))
+        raise TinyzooError(f"unknown kernel resize method {method!r}; choose one of: {known}")
+    return name
+
+
+def default_kernel_resize(family: str) -> str:
+    """The kernel resampling ``family``'s ``stem small`` uses unless told otherwise (docs/fidelity.md)."""
+    return DEFAULT_KERNEL_RESIZE.get(family, FALLBACK_KERNEL_RESIZE)
 
 
 @dataclass(frozen=True)
@@ -159,10 +184,9 @@ def resample_kernel(
     Returns a new tensor (same dtype and device as ``weight``, not a parameter) and a
     :class:`KernelStats`. ``method`` is ``"bicubic"`` (interpolation, times
     ``(kh*kw)/(nh*nw)`` when ``rescale``) or ``"pi"`` (pseudo-inverse resize; ``rescale``
-    ignored). The module docstring states exactly what each keeps.
+    ignored; ``"pinv"`` is the same). The module docstring states exactly what each keeps.
     """
-    if method not in METHODS:
-        raise TinyzooError(f"unknown kernel resize method {method!r}; choose one of: {', '.join(METHODS)}")
+    method = canonical_method(method)
     if weight.dim() != 4:
         raise TinyzooError(f"resample_kernel needs a conv weight (out, in, kh, kw), got shape {tuple(weight.shape)}")
     new_size = _pair(size)

@@ -317,10 +317,25 @@ class Trainer:
             wnids = self.train_split.wnids if len(self.train_split.wnids) == m.classes else None
             model = adapt.create(
                 m.arch, stem=m.stem, classes=m.classes, wnids=wnids, head_init=m.head_init,
-                kernel_resize=m.kernel_resize, convolutionize=m.convolutionize, weights=m.weights, **dict(m.options),
+                kernel_resize=m.kernel_resize, convolutionize=m.convolutionize, weights=m.weights,
+                recalibrate_bn=m.recalibrate_bn, calibration=self._calibration(), **dict(m.options),
             )
         self._record_preprocess(model)
         return model.to(self.device)
+
+    def _calibration(self):
+        """Training images for ``model.recalibrate_bn`` (``None`` when it is off), chosen by the run's seed."""
+        m = self.recipe.model
+        if not m.recalibrate_bn:
+            return None
+        from tinyzoo.data.photos import array_views
+        from tinyzoo.registry import get_registry
+
+        images = self.train_split.images
+        rng = np.random.default_rng(self.recipe.run.seed)
+        chosen = np.sort(rng.choice(len(images), size=min(m.calibration_images, len(images)), replace=False))
+        native = get_registry().architecture(m.arch).input_size
+        return array_views(images[chosen], view="center", native=native, source=f"training split ({len(chosen)} images)")
 
     def _record_preprocess(self, model) -> None:
         """Write into the model's config how this run feeds it images (crop and normalisation),
@@ -416,6 +431,7 @@ class Trainer:
         kernel_resize = change.get("kernel_resize", self.recipe.model.kernel_resize)
         model = adapt.restem(model, change["stem"], kernel_resize=kernel_resize)
         self._record_preprocess(model)
+        kernel_resize = model.tinyzoo_config.get("kernel_resize", kernel_resize)  # None resolved to the family's default
         self.log(f"adapter change before this stage: stem {change['stem']} (kernel_resize {kernel_resize})")
         return model.to(self.device)
 
