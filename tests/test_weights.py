@@ -14,9 +14,8 @@ from safetensors.torch import load_file, save_file
 from tinyzoo import hub
 from tinyzoo.errors import TinyzooError
 from tinyzoo.registry import get_registry
-from tinyzoo.weights import (
-    LoadedWeights, WeightsSource, apply_timm_filter, check_state_dict, load_into, load_weights, verify_safetensors,
-)
+from tinyzoo.hub import verify_safetensors
+from tinyzoo.weights import LoadedWeights, WeightsSource, apply_timm_filter, build_with_weights, check_state_dict, load_weights
 
 
 def spec(name):
@@ -96,10 +95,7 @@ def test_default_weights_come_from_the_cache_exactly(hub_cache):
     assert loaded.revision == hub_cache.commit
     assert loaded.sha256 == hashlib.sha256(hub_cache.data).hexdigest()
     assert loaded.to_config() == {"source": loaded.source, "revision": hub_cache.commit, "sha256": loaded.sha256}
-    import timm
-
-    model = timm.create_model("resnet18", pretrained=False)
-    load_into(model, loaded)  # fits the architecture exactly, before any surgery
+    model = build_with_weights(spec("resnet18"), {}, loaded)  # fits the architecture exactly, before any surgery
     assert torch.equal(model.conv1.weight, hub_cache.tensors["conv1.weight"])
 
 
@@ -287,15 +283,15 @@ def test_file_digest_is_remembered_only_for_files_not_just_written(tmp_path):
     import hashlib
     import os
 
-    from tinyzoo import hub
+    from tinyzoo.hub import digests
 
     path = tmp_path / "w.bin"
     path.write_bytes(b"a" * 1000)
-    assert hub.file_sha256(path) == hashlib.sha256(b"a" * 1000).hexdigest()
+    assert digests.file_sha256(path) == hashlib.sha256(b"a" * 1000).hexdigest()
     path.write_bytes(b"b" * 1000)  # same size, likely the same coarse mtime: must not be served from memory
-    assert hub.file_sha256(path) == hashlib.sha256(b"b" * 1000).hexdigest()
+    assert digests.file_sha256(path) == hashlib.sha256(b"b" * 1000).hexdigest()
     old = path.stat().st_mtime_ns - 10_000_000_000
     os.utime(path, ns=(old, old))
-    first = hub.file_sha256(path)
+    first = digests.file_sha256(path)
     key = (os.path.realpath(path), path.stat().st_ino, 1000, old)
-    assert hub._DIGESTS[key] == first == hashlib.sha256(b"b" * 1000).hexdigest()
+    assert digests._DIGESTS[key] == first == hashlib.sha256(b"b" * 1000).hexdigest()

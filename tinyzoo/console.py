@@ -48,6 +48,16 @@ def format_count(n: int | None) -> str:
     return str(n)
 
 
+def format_size(n: int | None) -> str:
+    """46807448 -> '46.8 MB'."""
+    if n is None:
+        return "-"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
 def percent(value: float | None, *, scale: float = 100.0, missing: str = "-") -> str:
     """0.7501 -> '75.01%' (``scale=1`` for a value already in percent); ``missing`` for None."""
     return missing if value is None else f"{value * scale:.2f}%"

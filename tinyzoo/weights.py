@@ -25,14 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tinyzoo import hub
 from tinyzoo.errors import TinyzooError, one_line
+from tinyzoo.hub.digests import file_sha256, verify_safetensors
+from tinyzoo.hub.hf import HF_HUB_PREFIXES, REPO_ID_RE, download, evict
+from tinyzoo.hub.torch_hub import checkpoint_path, download_checkpoint
+from tinyzoo.model_files import WEIGHTS_FILE
 
-HF_HUB_PREFIXES = ("hf-hub:", "hf_hub:")
 TORCHVISION_PREFIX = "torchvision:"
 SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
-REPO_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 TORCHVISION_NAME_RE = re.compile(r"\w+_Weights\.\w+")
 # timm passes these to build_model_with_cfg(pretrained_filter_fn=...) in its model modules.
 TIMM_FILTER_NAMES = ("checkpoint_filter_fn", "_filter_fn", "_filter_torchvision_pretrained")
@@ -144,31 +145,6 @@ def read_safetensors(path: Path) -> dict[str, Any]:
         raise TinyzooError(f"{path} is not a valid safetensors file ({one_line(exc, 120)}): it may be truncated or damaged") from None
 
 
-def verify_safetensors(path: Path) -> None:
-    """Check a safetensors header and that the file is exactly as long as it says, without torch."""
-    import json
-    import struct
-
-    try:
-        size = Path(path).stat().st_size
-        with open(path, "rb") as f:
-            prefix = f.read(8)
-            if len(prefix) < 8:
-                raise ValueError(f"only {size} bytes")
-            (header_len,) = struct.unpack("<Q", prefix)
-            if header_len > size - 8:
-                raise ValueError(f"header of {header_len} bytes in a {size}-byte file")
-            header = json.loads(f.read(header_len))
-        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
-        expected = 8 + header_len + max(ends, default=0)
-        if expected != size:
-            raise ValueError(f"{size} bytes where its header describes {expected}")
-    except FileNotFoundError:
-        raise TinyzooError(f"weights file {path} does not exist") from None
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-        raise TinyzooError(f"{path} is not a valid safetensors file ({one_line(exc, 120)}): it may be truncated or damaged") from None
-
-
 def read_pickle(path: Path) -> dict[str, Any]:
     """The tensors of a PyTorch checkpoint, read with ``weights_only=True`` (nothing else is unpickled)."""
     import pickle
@@ -251,28 +227,72 @@ def load_weights(source: "str | WeightsSource | None", spec=None, *, offline: bo
     if src.kind == "none":
         return LoadedWeights(None, "none")
     if src.kind == "hf-hub":
-        found = hub.download(src.repo_id, hub.WEIGHTS_FILE, revision=src.revision, offline=offline, fetch_name=fetch_name)
+        found = download(src.repo_id, WEIGHTS_FILE, revision=src.revision, offline=offline, fetch_name=fetch_name)
         try:
             state_dict = read_safetensors(found.path)
         except TinyzooError as exc:
-            hub.evict(found.path)
-            raise TinyzooError(f"{src.repo_id}/{hub.WEIGHTS_FILE}@{found.revision[:12]}: {exc}; it was removed from the cache, download it again") from None
+            evict(found.path)
+            raise TinyzooError(f"{src.repo_id}/{WEIGHTS_FILE}@{found.revision[:12]}: {exc}; it was removed from the cache, download it again") from None
         if spec is not None and spec.source == "timm":
             state_dict = apply_timm_filter(state_dict, spec)
         return LoadedWeights(state_dict, str(src), found.revision, found.sha256, found.path)
     if src.kind == "torchvision":
-        found = hub.download_checkpoint(torchvision_url(src.name), offline=offline, fetch_name=fetch_name)
+        found = download_checkpoint(torchvision_url(src.name), offline=offline, fetch_name=fetch_name)
         return LoadedWeights(read_pickle(found.path), str(src), None, found.sha256, found.path)
 
     path = src.path
     if path.is_dir():
-        path = path / hub.WEIGHTS_FILE
+        path = path / WEIGHTS_FILE
         if not path.is_file():
-            raise TinyzooError(f"weights directory {src.path} has no {hub.WEIGHTS_FILE}: give a `tinyzoo adapt --out` folder or a .safetensors file")
+            raise TinyzooError(f"weights directory {src.path} has no {WEIGHTS_FILE}: give a `tinyzoo adapt --out` folder or a .safetensors file")
     if not path.is_file():
         raise TinyzooError(f"weights file {path} does not exist")
     state_dict = read_safetensors(path) if path.suffix == SAFETENSORS_SUFFIX else read_pickle(path)
-    return LoadedWeights(state_dict, str(src), None, hub.file_sha256(path), path)
+    return LoadedWeights(state_dict, str(src), None, file_sha256(path), path)
+
+
+def named_source(name: str) -> tuple[str, WeightsSource]:
+    """``(label, source)`` for an architecture name (its default weights) or a raw
+    ``hf-hub:`` / ``torchvision:`` source, as ``tinyzoo weights fetch`` takes them."""
+    from tinyzoo.registry import get_registry
+
+    if name.lower().startswith((*HF_HUB_PREFIXES, TORCHVISION_PREFIX)):
+        return name, WeightsSource.parse(name)
+    spec = get_registry().architecture(name)
+    return spec.name, WeightsSource.resolve(None, spec)
+
+
+@dataclass(frozen=True)
+class FetchedWeights:
+    """A source's file in its cache: ``detail`` names the Hub commit or the file's SHA-256."""
+
+    source: WeightsSource
+    path: Path
+    detail: str
+    downloaded: bool
+
+
+def fetch_weights(src: WeightsSource, *, force: bool = False, fetch_name: str | None = None) -> FetchedWeights | None:
+    """Bring the file of a Hub or torchvision source into its cache (``force``: again) without
+    reading its tensors; None for ``none``. A damaged Hub file is removed from the cache."""
+    label = fetch_name or str(src)
+    if src.kind == "none":
+        return None
+    if src.kind == "file":
+        raise TinyzooError(f"{label}: {src} is a local file; `weights fetch` downloads hf-hub: and torchvision: sources")
+    if src.kind == "hf-hub":
+        found = download(src.repo_id, WEIGHTS_FILE, revision=src.revision, force=force, fetch_name=label)
+        try:
+            verify_safetensors(found.path)
+        except TinyzooError as exc:
+            evict(found.path)
+            raise TinyzooError(f"{src.repo_id}/{WEIGHTS_FILE}: {exc}; it was removed from the cache, try again") from None
+        return FetchedWeights(src, found.path, f"commit {found.revision[:12]}", found.downloaded)
+    url = torchvision_url(src.name)
+    if force:
+        checkpoint_path(url).unlink(missing_ok=True)
+    found = download_checkpoint(url, fetch_name=label)
+    return FetchedWeights(src, found.path, f"sha256 {found.sha256[:12]}", found.downloaded)
 
 
 # -- fitting a model --------------------------------------------------------------------------
@@ -310,9 +330,30 @@ def check_state_dict(model, state_dict: dict[str, Any], source: Any) -> None:
     )
 
 
-def load_into(model, weights: LoadedWeights) -> None:
-    """Check ``weights`` against ``model`` and copy them in (nothing happens for ``none``)."""
-    if weights.state_dict is None:
-        return
-    check_state_dict(model, weights.state_dict, weights.source)
-    model.load_state_dict(weights.state_dict, strict=True)
+def build_with_weights(spec, builder_options: dict[str, Any], loaded: LoadedWeights, *, share: bool = True) -> Any:
+    """``spec``'s network holding ``loaded``'s tensors (checked to fit first).
+
+    Built on the meta device and given the loaded tensors directly, which skips a random
+    initialisation that would be overwritten (seconds for VGG); networks with buffers that
+    are not in a state dict are built normally instead. ``share=False`` gives the network
+    copies, so that training it leaves ``loaded`` as it was.
+    """
+    import torch
+
+    from tinyzoo.builders import build, has_non_persistent_buffers
+
+    with torch.device("meta"):
+        skeleton = build(spec, **builder_options)
+    check_state_dict(skeleton, loaded.state_dict, loaded.source)
+    state = dict(loaded.state_dict) if share else {k: v.clone() for k, v in loaded.state_dict.items()}
+    for key, ref in skeleton.state_dict().items():
+        if key not in state and key.endswith("num_batches_tracked"):
+            state[key] = torch.zeros((), dtype=torch.long)
+        elif state[key].dtype != ref.dtype:
+            state[key] = state[key].to(ref.dtype)
+    if has_non_persistent_buffers(skeleton):
+        model = build(spec, **builder_options)
+        model.load_state_dict(state, strict=True)
+        return model
+    skeleton.load_state_dict(state, strict=True, assign=True)
+    return skeleton
