@@ -14,6 +14,7 @@ import tinyzoo
 from tinyzoo import hookspecs
 from tinyzoo.errors import UnknownNameError
 from tinyzoo.plugin_loader import PluginHost
+from tinyzoo.registry import registry_of
 from tinyzoo.specs import ArchitectureSpec, RecipeSpec
 
 from conftest import REPO
@@ -38,11 +39,11 @@ class ToyPlugin:
 def test_registered_plugin_contributes_and_unregisters():
     host = PluginHost(load_entry_points=False)
     host.register(ToyPlugin(), "toy")
-    assert host.registry.architecture("toy_net").plugin == "toy"
-    assert host.registry.recipe("toy-recipe").plugin == "toy"
+    assert registry_of(host).architecture("toy_net").plugin == "toy"
+    assert registry_of(host).recipe("toy-recipe").plugin == "toy"
     host.unregister("toy")
     with pytest.raises(UnknownNameError):
-        host.registry.architecture("toy_net")
+        registry_of(host).architecture("toy_net")
 
 
 def test_duplicate_name_is_refused_naming_both_plugins(capsys):
@@ -55,7 +56,7 @@ def test_duplicate_name_is_refused_naming_both_plugins(capsys):
     host = PluginHost(load_entry_points=False)
     host.register(ToyPlugin(), "a-first")
     host.register(Second(), "b-second")
-    registry = host.registry
+    registry = registry_of(host)
     # All or nothing: the refused plugin keeps none of its names.
     assert "other_net" not in registry.architectures
     assert registry.architecture("toy_net").plugin == "a-first"
@@ -77,7 +78,7 @@ def test_builtin_plugin_wins_a_duplicate():
     import tinyzoo_plugins.architectures as builtin
 
     host.register(builtin, "tinyzoo-architectures", builtin=True)
-    assert host.registry.architecture("resnet18").plugin == "tinyzoo-architectures"
+    assert registry_of(host).architecture("resnet18").plugin == "tinyzoo-architectures"
     assert "'tinyzoo-architectures' and plugin 'aaa-impostor'" in host.records["aaa-impostor"].error
 
 
@@ -91,7 +92,7 @@ def test_misspelled_hook_is_rejected(capsys):
     record = host.register(Typo(), "typo")
     assert record.status == "failed"
     assert "register_architecture" in record.error and record.error.startswith("rejected: PluginValidationError")
-    assert "typo_net" not in host.registry.architectures
+    assert "typo_net" not in registry_of(host).architectures
     assert "plugin 'typo' skipped" in capsys.readouterr().err
 
 
@@ -104,7 +105,7 @@ def test_hook_that_raises_disables_only_that_plugin():
     host = PluginHost(load_entry_points=False)
     host.register(ToyPlugin(), "toy")
     host.register(Raises(), "raises")
-    assert "toy_net" in host.registry.architectures
+    assert "toy_net" in registry_of(host).architectures
     assert host.records["raises"].error == "register_architectures raised RuntimeError: boom second line"
 
 
@@ -116,7 +117,7 @@ def test_register_with_wrong_type_is_refused():
 
     host = PluginHost(load_entry_points=False)
     host.register(WrongType(), "wrong")
-    host.registry
+    registry_of(host)
     assert host.records["wrong"].error == "register_architectures raised TypeError: register() in 'wrong' got dict, expected ArchitectureSpec"
 
 
