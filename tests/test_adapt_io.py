@@ -166,7 +166,7 @@ class ToyPlugin:
 
     @tinyzoo.hookimpl
     def register_adapters(self, register):
-        register(AdapterSpec(name="stem-small-toy", apply="test_adapt_io:toy_small_stem", families=("toy",)))
+        register(AdapterSpec(name="stem-small-toy", role="stem-small", apply="test_adapt_io:toy_small_stem", families=("toy",)))
 
 
 def test_a_plugin_brings_its_own_small_stem(tmp_path):
