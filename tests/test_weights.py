@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 
 import pytest
 import torch
@@ -252,11 +253,20 @@ def test_check_state_dict_lists_the_first_mismatches_in_one_line():
     )
 
 
-def test_timm_filters_are_applied_where_timm_has_one():
-    weights = {"conv1.weight": torch.zeros(1)}
-    assert apply_timm_filter(weights, spec("resnet18")) is weights  # tv_in1k ResNets: no filter
-    # VGG's filter renames torchvision's classifier keys to timm's.
-    assert list(apply_timm_filter({"classifier.6.bias": torch.zeros(2)}, spec("vgg16"))) == ["head.fc.bias"]
+def test_timm_converts_a_checkpoint_in_another_layout_through_its_own_loader():
+    model = meta_model("densenet121")
+    timm_layout = {k: torch.randn(v.shape) if v.is_floating_point() else torch.zeros(v.shape, dtype=v.dtype)
+                   for k, v in model.state_dict().items()}
+    assert apply_timm_filter(timm_layout, spec("densenet121")) is timm_layout  # it fits: nothing to do
+    # torchvision's old DenseNet layout ("denselayer1.norm.1.weight", no num_batches_tracked): timm's filter renames it.
+    old = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", k): v
+           for k, v in timm_layout.items() if not k.endswith("num_batches_tracked")}
+    assert "features.denseblock1.denselayer1.norm.1.weight" in old
+    converted = apply_timm_filter(old, spec("densenet121"))
+    assert list(converted) == list(timm_layout)
+    assert all(torch.equal(converted[k], v) for k, v in timm_layout.items())
+    foreign = {"conv1.weight": torch.zeros(1)}  # nothing timm can load: unchanged, for check_state_dict to name
+    assert apply_timm_filter(foreign, spec("resnet18")) is foreign
 
 
 def test_describe_names_source_commit_and_checksum():

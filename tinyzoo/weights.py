@@ -18,9 +18,7 @@ safetensors are read.
 
 from __future__ import annotations
 
-import inspect
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +33,6 @@ TORCHVISION_PREFIX = "torchvision:"
 SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 TORCHVISION_NAME_RE = re.compile(r"\w+_Weights\.\w+")
-# timm passes these to build_model_with_cfg(pretrained_filter_fn=...) in its model modules.
-TIMM_FILTER_NAMES = ("checkpoint_filter_fn", "_filter_fn", "_filter_torchvision_pretrained")
 FORMS = "hf-hub:ORG/REPO[@REVISION], torchvision:WEIGHTS_NAME, a .safetensors file, an adapted-model directory, or none"
 SHOWN = 3
 
@@ -172,36 +168,39 @@ def read_pickle(path: Path) -> dict[str, Any]:
 
 
 def apply_timm_filter(state_dict: dict[str, Any], spec) -> dict[str, Any]:
-    """``state_dict`` passed through timm's checkpoint filter for ``spec``'s model, if its module has one.
+    """``state_dict`` in the layout of ``spec``'s timm model, converted the way timm converts it.
 
-    timm applies the same filter when it loads pretrained weights itself; for most Hub
-    checkpoints (e.g. the tv_in1k ResNets) there is none and the dict comes back unchanged.
+    A timm model module hands a checkpoint filter (torchvision's or an older layout to timm's)
+    to ``build_model_with_cfg`` inside its private ``_create_*`` function; timm keeps no
+    public reference to it (not on the model, its ``pretrained_cfg`` or the registry). The
+    public path that applies it is ``create_model(pretrained=True,
+    pretrained_cfg_overlay={"state_dict": ...})``: build the network, filter, load strictly.
+    That costs a full build (seconds for VGG), so it runs only when the tensors do not fit
+    the network as they are; timm's own Hub checkpoints do and come back unchanged. Tensors
+    timm cannot load either come back unchanged too, for :func:`check_state_dict` to name
+    the keys at fault.
     """
-    model_name = dict(spec.builder_args).get("model_name")
+    args = dict(spec.builder_args)
+    model_name = args.pop("model_name", None)
     if not model_name:
         return state_dict
-    from timm.models import model_entrypoint
+    import timm
+    import torch
 
+    from tinyzoo.builders import build
+
+    with torch.device("meta"):
+        skeleton = build(spec)
+    if not any(mismatches(skeleton, state_dict)):
+        return state_dict
     try:
-        module = sys.modules[model_entrypoint(model_name).__module__]
+        model = timm.create_model(
+            model_name, pretrained=True, num_classes=spec.num_classes,
+            pretrained_cfg_overlay={"state_dict": dict(state_dict)}, **args,  # a copy: some filters edit it in place
+        )
     except Exception:
         return state_dict
-    filter_fn = next((getattr(module, n) for n in TIMM_FILTER_NAMES if callable(getattr(module, n, None))), None)
-    if filter_fn is None:
-        return state_dict
-    try:
-        needs_model = len([p for p in inspect.signature(filter_fn).parameters.values() if p.default is p.empty]) >= 2
-        if not needs_model:
-            return filter_fn(dict(state_dict))
-        import torch
-
-        from tinyzoo.builders import build
-
-        with torch.device("meta"):  # the filter reads shapes only; no memory, no init cost
-            model = build(spec)
-        return filter_fn(dict(state_dict), model)
-    except Exception as exc:
-        raise TinyzooError(f"timm's checkpoint filter for {model_name} failed on these weights ({one_line(exc, 120)})") from None
+    return dict(model.state_dict())
 
 
 def torchvision_url(name: str) -> str:
@@ -296,12 +295,9 @@ def fetch_weights(src: WeightsSource, *, force: bool = False, fetch_name: str | 
 
 
 # -- fitting a model --------------------------------------------------------------------------
-def check_state_dict(model, state_dict: dict[str, Any], source: Any) -> None:
-    """Raise a one-line :class:`TinyzooError` listing the first missing, unexpected and
-    wrongly shaped keys when ``state_dict`` does not fit ``model`` exactly; return None when it does.
-
-    BatchNorm's ``num_batches_tracked`` may be missing (torch fills it in when loading).
-    """
+def mismatches(model, state_dict: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """``(missing, unexpected, shapes)``: keys of ``model`` that ``state_dict`` lacks (but
+    ``num_batches_tracked``), keys it has that ``model`` does not, and "key [weights] vs [model]"."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state_dict if k not in expected]
@@ -310,6 +306,16 @@ def check_state_dict(model, state_dict: dict[str, Any], source: Any) -> None:
         for k in expected
         if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
     ]
+    return missing, unexpected, shapes
+
+
+def check_state_dict(model, state_dict: dict[str, Any], source: Any) -> None:
+    """Raise a one-line :class:`TinyzooError` listing the first missing, unexpected and
+    wrongly shaped keys when ``state_dict`` does not fit ``model`` exactly; return None when it does.
+
+    BatchNorm's ``num_batches_tracked`` may be missing (torch fills it in when loading).
+    """
+    missing, unexpected, shapes = mismatches(model, state_dict)
     if not (missing or unexpected or shapes):
         return
 
