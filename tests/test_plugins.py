@@ -15,7 +15,7 @@ from tinyzoo import hookspecs
 from tinyzoo.errors import UnknownNameError
 from tinyzoo.plugin_loader import PluginHost
 from tinyzoo.registry import registry_of
-from tinyzoo.specs import ArchitectureSpec, RecipeSpec
+from tinyzoo.specs import ROLE_ORDERS, AdapterSpec, ArchitectureSpec, RecipeSpec
 
 from conftest import REPO
 
@@ -119,6 +119,79 @@ def test_register_with_wrong_type_is_refused():
     host.register(WrongType(), "wrong")
     registry_of(host)
     assert host.records["wrong"].error == "register_architectures raised TypeError: register() in 'wrong' got dict, expected ArchitectureSpec"
+
+
+def test_hooks_are_called_through_pluggy_so_wrappers_and_tracing_see_them():
+    seen = []
+
+    class Wrapper:
+        @tinyzoo.hookimpl(wrapper=True)
+        def register_architectures(self, register):
+            seen.append("before")
+            result = yield
+            seen.append("after")
+            return result
+
+    class Raises:
+        @tinyzoo.hookimpl
+        def register_architectures(self, register):
+            raise RuntimeError("boom")
+
+    host = PluginHost(load_entry_points=False)
+    host.register(ToyPlugin(), "toy")
+    host.register(Raises(), "raises")
+    host.register(Wrapper(), "wrapper")
+    traced = []
+    host.pm.trace.root.setwriter(traced.append)
+    host.pm.enable_tracing()
+    registry = registry_of(host)
+    assert "toy_net" in registry.architectures and host.records["raises"].status == "failed"
+    assert host.records["wrapper"].status == "loaded"  # a wrapper is not a plugin of its own to call
+    assert seen == ["before", "after", "before"]  # around toy's call, and around the one that raised
+    assert sum(line.strip().startswith("register_architectures [hook]") for line in traced) == 2  # one call per plugin
+
+
+def test_an_adapter_names_its_role_and_order():
+    assert AdapterSpec(name="head", apply="m:f").order == ROLE_ORDERS["head"]
+    assert (AdapterSpec(name="stem-small-x", role="stem-small", apply="m:f").order) == ROLE_ORDERS["stem-small"]
+    step = AdapterSpec(name="my-step", apply="m:f", order=250)
+    assert (step.role, step.to_dict()["order"]) == ("my-step", 250)
+    with pytest.raises(ValueError, match="role 'stem-small-x' is not one of tinyzoo's .*give role= one of them, or order="):
+        AdapterSpec(name="stem-small-x", apply="m:f")
+
+
+def test_a_plugin_command_may_not_replace_a_core_command_or_another_plugins(capsys):
+    import click
+    from click.testing import CliRunner
+
+    from tinyzoo.cli import add_plugin_commands, cli
+    from tinyzoo.console import TinyzooGroup
+    from tinyzoo.plugin_loader import get_host
+
+    def plugin_adding(*names):
+        class Plugin:
+            @tinyzoo.hookimpl
+            def register_commands(self, cli):
+                for name in names:
+                    cli.command(name)(lambda: click.echo(f"plugin {name}"))
+        return Plugin()
+
+    host = get_host()
+    host.register(plugin_adding("hello"), "greeter")
+    host.register(plugin_adding("bonjour", "list"), "hijacker")
+    host.register(plugin_adding("hello"), "copycat")
+    group = TinyzooGroup(commands=dict(cli.commands))  # a copy: the real group is left as it is
+    add_plugin_commands(group)
+    assert group.commands["list"] is cli.commands["list"] and "bonjour" not in group.commands  # refused whole
+    assert "hello" in group.commands
+    assert host.records["hijacker"].error == "register_commands would replace tinyzoo's own command 'list'"
+    assert host.records["copycat"].error == "register_commands would replace the command of plugin 'greeter' 'hello'"
+    assert capsys.readouterr().err.splitlines() == [
+        "tinyzoo: warning: plugin 'hijacker' skipped: register_commands would replace tinyzoo's own command 'list'",
+        "tinyzoo: warning: plugin 'copycat' skipped: register_commands would replace the command of plugin 'greeter' 'hello'",
+    ]
+    records = {r["name"]: r for r in json.loads(CliRunner().invoke(cli, ["plugins", "--json"]).output)}
+    assert (records["hijacker"]["status"], records["copycat"]["status"], records["greeter"]["status"]) == ("failed", "failed", "loaded")
 
 
 def test_every_hook_is_documented():
