@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -240,13 +242,35 @@ def test_example_plugin_is_found_through_entry_points(plugin_site, cli):
     plugins = cli("plugins", "--json", env=env)
     records = {r["name"]: r for r in json.loads(plugins.stdout)}
     assert records["example"]["package"] == "tinyzoo-example-plugin"
-    assert records["example"]["hooks"] == ["register_architectures", "register_recipes"]
+    assert records["example"]["hooks"] == ["register_adapters", "register_architectures", "register_recipes"]
     assert records["broken"]["status"] == "failed"
     assert records["broken"]["error"] == "failed to import: ImportError: this plugin is broken on purpose"
     assert "tinyzoo-architectures" not in records  # built-ins only with --all
 
     table = cli("plugins", env=env).stdout
     assert re.search(r"^broken\s+tinyzoo-broken-plugin\s+1\.0\s+failed\s+failed to import", table, re.M)
+
+
+def test_the_docs_example_runs_as_written(plugin_site, cli, tmp_path):
+    doc = (REPO / "docs" / "plugins.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", doc, re.S).group(1)
+    commands = [shlex.split(line) for line in block.splitlines() if line.strip()]
+    assert commands[0][:2] == ["pip", "install"]  # what the plugin_site fixture does
+    env = {"PYTHONPATH": str(plugin_site)}
+    for argv in commands[1:]:
+        assert argv[0] == "tinyzoo"
+        result = cli(*argv[1:], env=env, cwd=tmp_path)
+        assert result.returncode == 0, f"{' '.join(argv)}: {result.stderr[-2000:]}"
+    config = json.loads((tmp_path / "tiny-cnn" / "config.json").read_text())
+    assert [a["name"] for a in config["adapters"]] == ["tiny-cnn-dropout"]
+    code = "import tinyzoo; print(type(tinyzoo.load('tiny-cnn')[5][1]).__name__)"  # load replays the step
+    replayed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                              env={**os.environ, **env})
+    assert replayed.stdout.strip() == "Dropout", replayed.stderr[-2000:]
+    # The adapter example in the docs is the example plugin's code, which ran above.
+    section = doc[doc.index("### `register_adapters(register)`"):doc.index("### `register_recipes(register)`")]
+    example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert example in (EXAMPLE / "tinyzoo_example_plugin.py").read_text()
 
 
 def test_load_plugins_variable_restricts_loading(plugin_site, cli):
