@@ -189,6 +189,21 @@ def _resolve_head(spec, classes, wnids, head_init, loaded, classifier_size):
     return "wnid", imagenet_indices(wnids), "head: wnid (pretrained ImageNet-1k rows for the given wnids)"
 
 
+def _role_steps(spec, stem: str, kernel_resize: str, convolutionize: bool, head: dict[str, Any],
+                adapter_options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """tinyzoo's adapter roles that create's arguments ask for, with their parameters."""
+    steps: dict[str, dict[str, Any]] = {}
+    if stem == "small":
+        steps["stem-small"] = {"kernel_resize": kernel_resize}
+    if spec.classifier and (head["init"] != "keep" or spec.aux_classifiers):
+        steps["head"] = head
+    if convolutionize:
+        steps["convolutionize"] = {"pool": "avg"}
+    if stem == "resize":
+        steps["resize"] = {"size": spec.input_size, "mode": adapter_options.get("resize_mode", "bicubic")}
+    return steps
+
+
 def create(
     name: str,
     *,
@@ -231,16 +246,8 @@ def create(
     tracker = ProvenanceTracker(model.state_dict())
 
     init, rows, head_note = _resolve_head(spec, classes, wnid_list, head_init, loaded, classifier_size) if spec.classifier else ("keep", None, "")
-    steps: dict[str, dict[str, Any]] = {}  # tinyzoo's roles that these arguments ask for
-    if stem == "small":
-        steps["stem-small"] = {"kernel_resize": kernel_resize}
-    aux = adapter_options.get("aux", "adapt")
-    if spec.classifier and (init != "keep" or spec.aux_classifiers):
-        steps["head"] = {"classes": classes, "init": init, "rows": rows, "aux": aux}
-    if convolutionize:
-        steps["convolutionize"] = {"pool": "avg"}
-    if stem == "resize":
-        steps["resize"] = {"size": spec.input_size, "mode": adapter_options.get("resize_mode", "bicubic")}
+    head = {"classes": classes, "init": init, "rows": rows, "aux": adapter_options.get("aux", "adapt")}
+    steps = _role_steps(spec, stem, kernel_resize, convolutionize, head, adapter_options)
 
     with torch.no_grad():
         model, applied, notes, input_size = apply_plan(model, spec, adapter_plan(spec.family, steps), tracker)
