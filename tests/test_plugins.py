@@ -160,6 +160,10 @@ def test_an_adapter_names_its_role_and_order():
     assert (step.role, step.to_dict()["order"]) == ("my-step", 250)
     with pytest.raises(ValueError, match="role 'stem-small-x' is not one of tinyzoo's .*give role= one of them, or order="):
         AdapterSpec(name="stem-small-x", apply="m:f")
+    with pytest.raises(ValueError, match="order must be an int, not '250'"):
+        AdapterSpec(name="my-step", apply="m:f", order="250")
+    with pytest.raises(ValueError, match="apply must be 'module:function', not 'm.f'"):
+        AdapterSpec(name="head", apply="m.f")
 
 
 def test_a_plugin_command_may_not_replace_a_core_command_or_another_plugins(capsys):
