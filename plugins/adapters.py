@@ -1,7 +1,8 @@
 """Built-in plugin: the adapters, registered exactly as a third party would register its own.
 
-``tinyzoo.create`` finds an adapter by role and family: the role is the name or its prefix
-(``stem-small`` for ``stem-small-resnet``), and an adapter naming the family beats one for
+``tinyzoo.create`` runs one adapter per role (``AdapterSpec.role``, default the name), in
+the order of the roles (``tinyzoo.specs.ROLE_ORDERS``: stem-small, head, convolutionize,
+resize); for each role it takes the adapter naming the architecture's family over one for
 ``"*"``. Each ``apply`` is called as ``function(model, spec, **params)`` and returns
 ``(model, Changes)``; docs/adapters.md explains each one.
 """
@@ -19,35 +20,35 @@ ADAPTERS = [
         description="classes-way classifier (and auxiliary classifiers): ImageNet rows for wnids, or Kaiming normal",
     ),
     AdapterSpec(
-        name="stem-small-resnet", apply=f"{STEM}:small_stem_resnet", families=("resnet", "densenet"),
+        name="stem-small-resnet", role="stem-small", apply=f"{STEM}:small_stem_resnet", families=("resnet", "densenet"),
         description="3x3/1 first conv resampled from the 7x7/2, stem max-pool removed: 56x56 ... 7x7 at 56 input",
     ),
     AdapterSpec(
-        name="stem-small-vgg", apply=f"{STEM}:small_stem_vgg", families=("vgg",),
+        name="stem-small-vgg", role="stem-small", apply=f"{STEM}:small_stem_vgg", families=("vgg",),
         description="first two max-pools removed: the first FC sees 7x7 at 56 input",
     ),
     AdapterSpec(
-        name="stem-small-alexnet", apply=f"{STEM}:small_stem_alexnet", families=("alexnet",),
+        name="stem-small-alexnet", role="stem-small", apply=f"{STEM}:small_stem_alexnet", families=("alexnet",),
         description="3x3/1 first conv resampled from the 11x11/4, max-pool kept: 27 ... 6 at 56 input",
     ),
     AdapterSpec(
-        name="stem-small-googlenet", apply=f"{STEM}:small_stem_googlenet", families=("googlenet",),
+        name="stem-small-googlenet", role="stem-small", apply=f"{STEM}:small_stem_googlenet", families=("googlenet",),
         description="3x3/1 conv1 resampled from the 7x7/2, first max-pool removed: 28x28 after the stem",
     ),
     AdapterSpec(
-        name="stem-small-inception", apply=f"{STEM}:small_stem_inception", families=("inception",),
+        name="stem-small-inception", role="stem-small", apply=f"{STEM}:small_stem_inception", families=("inception",),
         description="stride 1 in the stem's conv and max-pools: 46/22/10 at 56 input (native 35/17/8)",
     ),
     AdapterSpec(
-        name="stem-small-vit", apply=f"{STEM}:small_stem_vit", families=("vit",),
+        name="stem-small-vit", role="stem-small", apply=f"{STEM}:small_stem_vit", families=("vit",),
         description="patch embedding resampled to 4x4 (patch 16 at 224): 14x14 tokens, position embeddings unchanged",
     ),
     AdapterSpec(
-        name="resize", apply="tinyzoo.adapt:adapt_resize",
+        name="resize", apply="tinyzoo.surgery.resize:adapt_resize",
         description="an upsampling layer in front brings 56/64 px input to the native size",
     ),
     AdapterSpec(
-        name="convolutionize", apply="tinyzoo.adapt:adapt_convolutionize",
+        name="convolutionize", apply="tinyzoo.surgery.convolutionize:adapt_convolutionize",
         description="the classifier's Linear layers become convolutions: a score map on larger input, averaged",
     ),
 ]

@@ -166,7 +166,7 @@ class ToyPlugin:
 
     @tinyzoo.hookimpl
     def register_adapters(self, register):
-        register(AdapterSpec(name="stem-small-toy", apply="test_adapt_io:toy_small_stem", families=("toy",)))
+        register(AdapterSpec(name="stem-small-toy", role="stem-small", apply="test_adapt_io:toy_small_stem", families=("toy",)))
 
 
 def test_a_plugin_brings_its_own_small_stem(tmp_path):
@@ -178,6 +178,58 @@ def test_a_plugin_brings_its_own_small_stem(tmp_path):
     x = torch.randn(1, 3, 56, 56)
     with torch.no_grad():
         assert torch.equal(tinyzoo.load(tmp_path / "toy")(x), model(x))
+
+
+def toy_dropout(model, spec, *, p=0.5):
+    model[3] = nn.Sequential(nn.Flatten(), nn.Dropout(p))  # no tensors: keys and values unchanged
+    return model, Changes().note(f"dropout {p} before the classifier")
+
+
+class StepPlugin:
+    @tinyzoo.hookimpl
+    def register_adapters(self, register):
+        register(AdapterSpec(name="toy-dropout", apply="test_adapt_io:toy_dropout", families=("toy",), order=250))
+
+
+def test_a_plugin_adds_a_step_of_its_own_after_the_head(tmp_path):
+    get_host().register(ToyPlugin(), "toy")
+    get_host().register(StepPlugin(), "step")
+    model = tinyzoo.create("toy-net", stem="small", weights="none")
+    assert [a["name"] for a in model.tinyzoo_config["adapters"]] == ["stem-small-toy", "head", "toy-dropout"]
+    assert isinstance(model[3][1], nn.Dropout) and "dropout 0.5 before the classifier" in model.tinyzoo_report.notes
+    tinyzoo.save(model, tmp_path / "toy")
+    again = tinyzoo.load(tmp_path / "toy")  # the step is replayed from config.json
+    assert isinstance(again[3][1], nn.Dropout)
+    x = torch.randn(1, 3, 56, 56)
+    with torch.no_grad():
+        assert torch.equal(again(x), model(x))
+    other = tinyzoo.create("squeezenet1_1", weights="none")  # another family: the step does not run
+    assert [a["name"] for a in other.tinyzoo_config["adapters"]] == ["head"]
+
+
+def test_load_takes_what_eval_takes(tmp_path, monkeypatch):
+    from hub_server import write_cache_entry
+
+    model = tinyzoo.create("squeezenet1_1", classes=10, weights="none")
+    best = tinyzoo.save(model, tmp_path / "run" / "best")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        assert torch.equal(tinyzoo.load(tmp_path / "run")(x), expected)  # a run directory: its best/
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+        for name in ("config.json", "model.safetensors"):
+            write_cache_entry(tmp_path / "hf" / "hub", "someone/squeeze-tiny", name, (best / name).read_bytes(), commit="c" * 40)
+        assert torch.equal(tinyzoo.load("someone/squeeze-tiny", offline=True)(x), expected)  # a Hub id, from the cache
+        assert torch.equal(tinyzoo.load("hf-hub:someone/squeeze-tiny@" + "c" * 40, offline=True)(x), expected)
+    with pytest.raises(TinyzooError, match="offline, and someone/other/config.json@main is not in the Hugging Face cache"):
+        tinyzoo.load("someone/other", offline=True)
+
+
+def test_list_models_gives_specs_without_torch():
+    code = ("import sys, tinyzoo; specs = tinyzoo.list_models('resnet1*'); "
+            "print([s.name for s in specs], type(specs[0]).__name__, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "['resnet101', 'resnet152', 'resnet18'] ArchitectureSpec False"
 
 
 def test_restem_switches_resize_to_small():

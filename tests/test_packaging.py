@@ -8,6 +8,8 @@ import sys
 import tomllib
 import zipfile
 
+import tinyzoo
+
 from conftest import REPO
 
 
@@ -34,6 +36,11 @@ def test_wheel_carries_plugins_and_recipes(tmp_path):
             assert f"tinyzoo_recipes/{path.relative_to(REPO / 'recipes').as_posix()}" in names
     for path in (REPO / "tinyzoo").rglob("*.py"):
         assert f"tinyzoo/{path.relative_to(REPO / 'tinyzoo').as_posix()}" in names, path
+
+    (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    version = next(line for line in zipfile.ZipFile(wheel).read(metadata).decode().splitlines() if line.startswith("Version: "))
+    assert version == f"Version: {tinyzoo.__version__}"  # pyproject reads it from tinyzoo.__version__, the one place
+    assert "version" not in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry_points).decode()

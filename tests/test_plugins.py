@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,7 +16,8 @@ import tinyzoo
 from tinyzoo import hookspecs
 from tinyzoo.errors import UnknownNameError
 from tinyzoo.plugin_loader import PluginHost
-from tinyzoo.specs import ArchitectureSpec, RecipeSpec
+from tinyzoo.registry import registry_of
+from tinyzoo.specs import ROLE_ORDERS, AdapterSpec, ArchitectureSpec, RecipeSpec
 
 from conftest import REPO
 
@@ -38,11 +41,11 @@ class ToyPlugin:
 def test_registered_plugin_contributes_and_unregisters():
     host = PluginHost(load_entry_points=False)
     host.register(ToyPlugin(), "toy")
-    assert host.registry.architecture("toy_net").plugin == "toy"
-    assert host.registry.recipe("toy-recipe").plugin == "toy"
+    assert registry_of(host).architecture("toy_net").plugin == "toy"
+    assert registry_of(host).recipe("toy-recipe").plugin == "toy"
     host.unregister("toy")
     with pytest.raises(UnknownNameError):
-        host.registry.architecture("toy_net")
+        registry_of(host).architecture("toy_net")
 
 
 def test_duplicate_name_is_refused_naming_both_plugins(capsys):
@@ -55,7 +58,7 @@ def test_duplicate_name_is_refused_naming_both_plugins(capsys):
     host = PluginHost(load_entry_points=False)
     host.register(ToyPlugin(), "a-first")
     host.register(Second(), "b-second")
-    registry = host.registry
+    registry = registry_of(host)
     # All or nothing: the refused plugin keeps none of its names.
     assert "other_net" not in registry.architectures
     assert registry.architecture("toy_net").plugin == "a-first"
@@ -77,7 +80,7 @@ def test_builtin_plugin_wins_a_duplicate():
     import tinyzoo_plugins.architectures as builtin
 
     host.register(builtin, "tinyzoo-architectures", builtin=True)
-    assert host.registry.architecture("resnet18").plugin == "tinyzoo-architectures"
+    assert registry_of(host).architecture("resnet18").plugin == "tinyzoo-architectures"
     assert "'tinyzoo-architectures' and plugin 'aaa-impostor'" in host.records["aaa-impostor"].error
 
 
@@ -91,7 +94,7 @@ def test_misspelled_hook_is_rejected(capsys):
     record = host.register(Typo(), "typo")
     assert record.status == "failed"
     assert "register_architecture" in record.error and record.error.startswith("rejected: PluginValidationError")
-    assert "typo_net" not in host.registry.architectures
+    assert "typo_net" not in registry_of(host).architectures
     assert "plugin 'typo' skipped" in capsys.readouterr().err
 
 
@@ -104,7 +107,7 @@ def test_hook_that_raises_disables_only_that_plugin():
     host = PluginHost(load_entry_points=False)
     host.register(ToyPlugin(), "toy")
     host.register(Raises(), "raises")
-    assert "toy_net" in host.registry.architectures
+    assert "toy_net" in registry_of(host).architectures
     assert host.records["raises"].error == "register_architectures raised RuntimeError: boom second line"
 
 
@@ -116,8 +119,85 @@ def test_register_with_wrong_type_is_refused():
 
     host = PluginHost(load_entry_points=False)
     host.register(WrongType(), "wrong")
-    host.registry
+    registry_of(host)
     assert host.records["wrong"].error == "register_architectures raised TypeError: register() in 'wrong' got dict, expected ArchitectureSpec"
+
+
+def test_hooks_are_called_through_pluggy_so_wrappers_and_tracing_see_them():
+    seen = []
+
+    class Wrapper:
+        @tinyzoo.hookimpl(wrapper=True)
+        def register_architectures(self, register):
+            seen.append("before")
+            result = yield
+            seen.append("after")
+            return result
+
+    class Raises:
+        @tinyzoo.hookimpl
+        def register_architectures(self, register):
+            raise RuntimeError("boom")
+
+    host = PluginHost(load_entry_points=False)
+    host.register(ToyPlugin(), "toy")
+    host.register(Raises(), "raises")
+    host.register(Wrapper(), "wrapper")
+    traced = []
+    host.pm.trace.root.setwriter(traced.append)
+    host.pm.enable_tracing()
+    registry = registry_of(host)
+    assert "toy_net" in registry.architectures and host.records["raises"].status == "failed"
+    assert host.records["wrapper"].status == "loaded"  # a wrapper is not a plugin of its own to call
+    assert seen == ["before", "after", "before"]  # around toy's call, and around the one that raised
+    assert sum(line.strip().startswith("register_architectures [hook]") for line in traced) == 2  # one call per plugin
+
+
+def test_an_adapter_names_its_role_and_order():
+    assert AdapterSpec(name="head", apply="m:f").order == ROLE_ORDERS["head"]
+    assert (AdapterSpec(name="stem-small-x", role="stem-small", apply="m:f").order) == ROLE_ORDERS["stem-small"]
+    step = AdapterSpec(name="my-step", apply="m:f", order=250)
+    assert (step.role, step.to_dict()["order"]) == ("my-step", 250)
+    with pytest.raises(ValueError, match="role 'stem-small-x' is not one of tinyzoo's .*give role= one of them, or order="):
+        AdapterSpec(name="stem-small-x", apply="m:f")
+    with pytest.raises(ValueError, match="order must be an int, not '250'"):
+        AdapterSpec(name="my-step", apply="m:f", order="250")
+    with pytest.raises(ValueError, match="apply must be 'module:function', not 'm.f'"):
+        AdapterSpec(name="head", apply="m.f")
+
+
+def test_a_plugin_command_may_not_replace_a_core_command_or_another_plugins(capsys):
+    import click
+    from click.testing import CliRunner
+
+    from tinyzoo.cli import add_plugin_commands, cli
+    from tinyzoo.console import TinyzooGroup
+    from tinyzoo.plugin_loader import get_host
+
+    def plugin_adding(*names):
+        class Plugin:
+            @tinyzoo.hookimpl
+            def register_commands(self, cli):
+                for name in names:
+                    cli.command(name)(lambda: click.echo(f"plugin {name}"))
+        return Plugin()
+
+    host = get_host()
+    host.register(plugin_adding("hello"), "greeter")
+    host.register(plugin_adding("bonjour", "list"), "hijacker")
+    host.register(plugin_adding("hello"), "copycat")
+    group = TinyzooGroup(commands=dict(cli.commands))  # a copy: the real group is left as it is
+    add_plugin_commands(group)
+    assert group.commands["list"] is cli.commands["list"] and "bonjour" not in group.commands  # refused whole
+    assert "hello" in group.commands
+    assert host.records["hijacker"].error == "register_commands would replace tinyzoo's own command 'list'"
+    assert host.records["copycat"].error == "register_commands would replace the command of plugin 'greeter' 'hello'"
+    assert capsys.readouterr().err.splitlines() == [
+        "tinyzoo: warning: plugin 'hijacker' skipped: register_commands would replace tinyzoo's own command 'list'",
+        "tinyzoo: warning: plugin 'copycat' skipped: register_commands would replace the command of plugin 'greeter' 'hello'",
+    ]
+    records = {r["name"]: r for r in json.loads(CliRunner().invoke(cli, ["plugins", "--json"]).output)}
+    assert (records["hijacker"]["status"], records["copycat"]["status"], records["greeter"]["status"]) == ("failed", "failed", "loaded")
 
 
 def test_every_hook_is_documented():
@@ -166,13 +246,37 @@ def test_example_plugin_is_found_through_entry_points(plugin_site, cli):
     plugins = cli("plugins", "--json", env=env)
     records = {r["name"]: r for r in json.loads(plugins.stdout)}
     assert records["example"]["package"] == "tinyzoo-example-plugin"
-    assert records["example"]["hooks"] == ["register_architectures", "register_recipes"]
+    assert records["example"]["hooks"] == ["register_adapters", "register_architectures", "register_recipes"]
     assert records["broken"]["status"] == "failed"
     assert records["broken"]["error"] == "failed to import: ImportError: this plugin is broken on purpose"
     assert "tinyzoo-architectures" not in records  # built-ins only with --all
 
     table = cli("plugins", env=env).stdout
     assert re.search(r"^broken\s+tinyzoo-broken-plugin\s+1\.0\s+failed\s+failed to import", table, re.M)
+
+
+@pytest.mark.slow  # three CLI runs, `tinyzoo adapt` importing torch: 12 s on 2 busy cores
+def test_the_docs_example_runs_as_written(plugin_site, cli, tmp_path, monkeypatch):
+    doc = (REPO / "docs" / "plugins.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", doc, re.S).group(1)
+    commands = [shlex.split(line) for line in block.splitlines() if line.strip()]
+    assert commands[0][:2] == ["pip", "install"]  # what the plugin_site fixture does
+    env = {"PYTHONPATH": str(plugin_site)}
+    for argv in commands[1:]:
+        assert argv[0] == "tinyzoo"
+        result = cli(*argv[1:], env=env, cwd=tmp_path)
+        assert result.returncode == 0, f"{' '.join(argv)}: {result.stderr[-2000:]}"
+    config = json.loads((tmp_path / "tiny-cnn" / "config.json").read_text())
+    assert [a["name"] for a in config["adapters"]] == ["tiny-cnn-dropout"]
+    monkeypatch.syspath_prepend(str(plugin_site))  # load replays the step, here in the test's process
+    from tinyzoo.plugin_loader import get_host
+
+    get_host().register(importlib.import_module("tinyzoo_example_plugin"), "example")
+    assert type(tinyzoo.load(tmp_path / "tiny-cnn")[5][1]).__name__ == "Dropout"
+    # The adapter example in the docs is the example plugin's code, which ran above.
+    section = doc[doc.index("### `register_adapters(register)`"):doc.index("### `register_recipes(register)`")]
+    example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert example in (EXAMPLE / "tinyzoo_example_plugin.py").read_text()
 
 
 def test_load_plugins_variable_restricts_loading(plugin_site, cli):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from tinyzoo.errors import TinyzooError
-from tinyzoo.surgery.resize import InputResize, with_input_resize
+from tinyzoo.surgery.resize import InputResize
 
 
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
@@ -23,15 +22,6 @@ def test_native_size_passes_unchanged():
     assert InputResize(32)(x) is x
 
 
-def test_with_input_resize_prefixes_state_dict_keys():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
-    wrapped = with_input_resize(model, 40, "bicubic")
-    assert list(wrapped.state_dict()) == [f"net.{key}" for key in model.state_dict()]
-    assert wrapped.net is model and wrapped.resize.size == 40
-    x = torch.randn(2, 3, 16, 16)
-    assert torch.equal(wrapped(x), model(F.interpolate(x, size=(40, 40), mode="bicubic", align_corners=False)))
-
-
 def test_unknown_mode_is_a_clear_error():
-    with pytest.raises(TinyzooError, match="choose one of: bilinear, bicubic"):
+    with pytest.raises(TinyzooError, match="choose one of: bicubic, bilinear"):
         InputResize(224, "nearest")

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 
 import pytest
 import torch
@@ -14,9 +15,8 @@ from safetensors.torch import load_file, save_file
 from tinyzoo import hub
 from tinyzoo.errors import TinyzooError
 from tinyzoo.registry import get_registry
-from tinyzoo.weights import (
-    LoadedWeights, WeightsSource, apply_timm_filter, check_state_dict, load_into, load_weights, verify_safetensors,
-)
+from tinyzoo.hub import verify_safetensors
+from tinyzoo.weights import LoadedWeights, WeightsSource, apply_timm_filter, build_with_weights, check_state_dict, load_weights
 
 
 def spec(name):
@@ -96,10 +96,7 @@ def test_default_weights_come_from_the_cache_exactly(hub_cache):
     assert loaded.revision == hub_cache.commit
     assert loaded.sha256 == hashlib.sha256(hub_cache.data).hexdigest()
     assert loaded.to_config() == {"source": loaded.source, "revision": hub_cache.commit, "sha256": loaded.sha256}
-    import timm
-
-    model = timm.create_model("resnet18", pretrained=False)
-    load_into(model, loaded)  # fits the architecture exactly, before any surgery
+    model = build_with_weights(spec("resnet18"), {}, loaded)  # fits the architecture exactly, before any surgery
     assert torch.equal(model.conv1.weight, hub_cache.tensors["conv1.weight"])
 
 
@@ -256,11 +253,20 @@ def test_check_state_dict_lists_the_first_mismatches_in_one_line():
     )
 
 
-def test_timm_filters_are_applied_where_timm_has_one():
-    weights = {"conv1.weight": torch.zeros(1)}
-    assert apply_timm_filter(weights, spec("resnet18")) is weights  # tv_in1k ResNets: no filter
-    # VGG's filter renames torchvision's classifier keys to timm's.
-    assert list(apply_timm_filter({"classifier.6.bias": torch.zeros(2)}, spec("vgg16"))) == ["head.fc.bias"]
+def test_timm_converts_a_checkpoint_in_another_layout_through_its_own_loader():
+    model = meta_model("densenet121")
+    timm_layout = {k: torch.randn(v.shape) if v.is_floating_point() else torch.zeros(v.shape, dtype=v.dtype)
+                   for k, v in model.state_dict().items()}
+    assert apply_timm_filter(timm_layout, spec("densenet121")) is timm_layout  # it fits: nothing to do
+    # torchvision's old DenseNet layout ("denselayer1.norm.1.weight", no num_batches_tracked): timm's filter renames it.
+    old = {re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", k): v
+           for k, v in timm_layout.items() if not k.endswith("num_batches_tracked")}
+    assert "features.denseblock1.denselayer1.norm.1.weight" in old
+    converted = apply_timm_filter(old, spec("densenet121"))
+    assert list(converted) == list(timm_layout)
+    assert all(torch.equal(converted[k], v) for k, v in timm_layout.items())
+    foreign = {"conv1.weight": torch.zeros(1)}  # nothing timm can load: unchanged, for check_state_dict to name
+    assert apply_timm_filter(foreign, spec("resnet18")) is foreign
 
 
 def test_describe_names_source_commit_and_checksum():
@@ -287,15 +293,15 @@ def test_file_digest_is_remembered_only_for_files_not_just_written(tmp_path):
     import hashlib
     import os
 
-    from tinyzoo import hub
+    from tinyzoo.hub import digests
 
     path = tmp_path / "w.bin"
     path.write_bytes(b"a" * 1000)
-    assert hub.file_sha256(path) == hashlib.sha256(b"a" * 1000).hexdigest()
+    assert digests.file_sha256(path) == hashlib.sha256(b"a" * 1000).hexdigest()
     path.write_bytes(b"b" * 1000)  # same size, likely the same coarse mtime: must not be served from memory
-    assert hub.file_sha256(path) == hashlib.sha256(b"b" * 1000).hexdigest()
+    assert digests.file_sha256(path) == hashlib.sha256(b"b" * 1000).hexdigest()
     old = path.stat().st_mtime_ns - 10_000_000_000
     os.utime(path, ns=(old, old))
-    first = hub.file_sha256(path)
+    first = digests.file_sha256(path)
     key = (os.path.realpath(path), path.stat().st_ino, 1000, old)
-    assert hub._DIGESTS[key] == first == hashlib.sha256(b"b" * 1000).hexdigest()
+    assert digests._DIGESTS[key] == first == hashlib.sha256(b"b" * 1000).hexdigest()

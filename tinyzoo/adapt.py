@@ -1,11 +1,11 @@
 """Building adapted networks: ``create``, ``save`` and ``load``.
 
 ``create`` runs the pipeline: look the architecture up, build it, load and check its weights
-(before any surgery), apply the adapters the registry holds for its family, in order
-(stem, head, convolutionize, resize), and account for every tensor in an
-:class:`~tinyzoo.adapt_report.AdaptationReport`. ``save`` writes an adapted-model directory
-(``model.safetensors``, ``config.json``, ``README.md``) atomically; ``load`` rebuilds one from
-``config.json`` without any network access.
+(before any surgery), apply the adapters the registry holds for its family, in the order of
+their roles (stem-small, head, convolutionize, resize, and any step a plugin adds), and
+account for every tensor in an :class:`~tinyzoo.adapt_report.AdaptationReport`. ``save``
+writes an adapted-model directory (``model.safetensors``, ``config.json``, ``README.md``)
+atomically; ``load`` rebuilds one from ``config.json`` without any network access.
 """
 
 from __future__ import annotations
@@ -16,46 +16,59 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tinyzoo.atomic_files import fsync_dir, fsync_file, replace_dir, temp_dir_beside
 from tinyzoo.adapt_report import AdaptationReport, Changes, ProvenanceTracker, TensorRecord
+from tinyzoo.atomic_files import fsync_dir, fsync_file, replace_dir, temp_dir_beside
+from tinyzoo.builders import build, placeholder_model
 from tinyzoo.errors import TinyzooError, one_line
+from tinyzoo.model_card import model_card
+from tinyzoo.model_files import CARD_FILE, CONFIG_FILE, CONFIG_FORMAT, CONFIG_VERSION, MODEL_FILES, WEIGHTS_FILE, read_config
 from tinyzoo.specs import (
-    CROP_SIZE,
     HEAD_INITS,
     IMAGENET_CLASSES,
     KERNEL_RESIZES,
     RESIZE_MODES,
+    ROLE_ORDERS,
     STEM_MODES,
     TINY_IMAGENET_CLASSES,
+    AdapterSpec,
     resolve_object,
 )
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-CARD_FILE = "README.md"
-MODEL_FILES = (WEIGHTS_FILE, CARD_FILE, CONFIG_FILE)  # written in this order: config.json last
-CONFIG_FORMAT = "tinyzoo-adapted-model"
-CONFIG_VERSION = 1
+__all__ = ["create", "load", "restem", "save"]
 # Options the adapters read (``--option aux=drop``); every other option goes to the builder.
 ADAPTER_OPTIONS = {"aux": ("adapt", "drop"), "resize_mode": RESIZE_MODES}
 
 
-# -- finding adapters ---------------------------------------------------------------------------
-def find_adapter(role: str, family: str):
-    """The registered adapter for ``role`` (``head``, ``stem-small``, ``resize``, ``convolutionize``)
-    that handles ``family``: named ``role`` or ``role-<anything>``; one naming the family beats ``*``."""
+# -- finding and running adapters -------------------------------------------------------------
+def find_adapter(role: str, family: str) -> AdapterSpec:
+    """The registered adapter with ``role`` that handles ``family``; one naming the family beats ``*``."""
     from tinyzoo.registry import get_registry
 
     adapters = get_registry().adapters
-    candidates = [a for a in adapters.values() if (a.name == role or a.name.startswith(role + "-")) and a.handles(family)]
+    candidates = [a for a in adapters.values() if a.role == role and a.handles(family)]
     if not candidates:
-        known = ", ".join(sorted(n for n in adapters if n == role or n.startswith(role + "-"))) or "none"
+        known = ", ".join(sorted(a.name for a in adapters.values() if a.role == role)) or "none"
         raise TinyzooError(f"no {role!r} adapter handles architecture family {family!r} (registered {role} adapters: {known})")
     candidates.sort(key=lambda a: ("*" in a.families, a.name))
     return candidates[0]
 
 
-def run_adapter(adapter, model, spec, params: dict[str, Any]):
+def adapter_plan(family: str, steps: dict[str, dict[str, Any]]) -> list[tuple[AdapterSpec, dict[str, Any]]]:
+    """The adapters ``create`` runs on a network of ``family``, with their parameters, in order.
+
+    One per role in ``steps`` (tinyzoo's own roles that create's arguments asked for), and one
+    per other role that a registered adapter for ``family`` fills (a step a plugin adds, run
+    with no parameters); sorted by the chosen adapter's ``order``, then by role.
+    """
+    from tinyzoo.registry import get_registry
+
+    extra = sorted({a.role for a in get_registry().adapters.values() if a.role not in ROLE_ORDERS and a.handles(family)})
+    plan = [(find_adapter(role, family), params) for role, params in steps.items()]
+    plan += [(find_adapter(role, family), {}) for role in extra]
+    return sorted(plan, key=lambda step: (step[0].order, step[0].role))
+
+
+def run_adapter(adapter: AdapterSpec, model, spec, params: dict[str, Any]):
     """``adapter.apply(model, spec, **params)``: the (model, :class:`Changes`) it returns, checked."""
     function = resolve_object(adapter.apply)
     result = function(model, spec, **params)
@@ -64,59 +77,23 @@ def run_adapter(adapter, model, spec, params: dict[str, Any]):
     return result
 
 
-# -- the resize and convolutionize adapters --------------------------------------------------------
-def _resize_pre_hook(module, args):
-    # The upsampling layer sits in front of everything the network does.
-    return (module.input_resize(args[0]), *args[1:])
+def apply_plan(model, spec, plan, tracker: ProvenanceTracker):
+    """Run ``plan`` (from :func:`adapter_plan`) on ``model``, each step accounted for by ``tracker``.
 
-
-def adapt_resize(model, spec, *, size: int, mode: str = "bicubic"):
-    """The ``resize`` adapter: the network unchanged, its input upsampled to ``size`` first.
-
-    The :class:`InputResize` layer is registered as ``model.input_resize`` (no tensors) and run
-    by a forward pre-hook, so state-dict keys and layer names stay the architecture's.
+    Returns ``(model, applied, notes, input_size)``: ``applied`` is what config.json records
+    (``{"name", "params"}`` per step) and ``input_size`` the size the result expects. The
+    ``convolutionize`` step is given the size the steps before it left.
     """
-    from tinyzoo.surgery.resize import InputResize
-
-    if mode not in RESIZE_MODES:
-        raise TinyzooError(f"option resize_mode={mode!r} is not one of: {', '.join(RESIZE_MODES)}")
-    if hasattr(model, "input_resize"):
-        raise TinyzooError(f"{spec.name!r} already has an input_resize layer; apply the resize adapter once")
-    model.input_resize = InputResize(size, mode)
-    model.register_forward_pre_hook(_resize_pre_hook)
-    changes = Changes(input_size=CROP_SIZE)
-    changes.note(f"input upsampled ({mode}) to {size}x{size} before the network")
-    return model, changes
-
-
-def remove_resize(model) -> bool:
-    """Undo :func:`adapt_resize` on ``model``; returns whether it had one."""
-    if not hasattr(model, "input_resize"):
-        return False
-    for key, hook in list(model._forward_pre_hooks.items()):
-        if hook is _resize_pre_hook:
-            del model._forward_pre_hooks[key]
-    del model.input_resize
-    return True
-
-
-def adapt_convolutionize(model, spec, *, input_size: int, pool: str = "avg"):
-    """The ``convolutionize`` adapter: the classifier's Linear layers become convolutions.
-
-    ``input_size`` is the size at which the result equals the original exactly (the adapted
-    size: 56 after ``stem small``). Linear weights keep their keys and values, reshaped.
-    """
-    from tinyzoo.surgery.convolutionize import convolutionize
-
-    before = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    net = convolutionize(model, spec.classifier or "", input_size, pool=pool)
-    changes = Changes()
-    after = net.state_dict()
-    for key, value in after.items():
-        if key in before and tuple(value.shape) != before[key]:
-            changes.copy(key, key)
-    changes.note(f"classifier convolutionized: exact at {input_size}x{input_size}, score map averaged ({pool}) on larger input")
-    return net, changes
+    input_size, applied, notes = spec.input_size, [], []
+    for adapter, params in plan:
+        if adapter.role == "convolutionize":
+            params = {**params, "input_size": input_size}
+        model, changes = run_adapter(adapter, model, spec, params)
+        tracker.apply(adapter.name, changes, model.state_dict())
+        input_size = changes.input_size or input_size
+        notes.extend(changes.notes)
+        applied.append({"name": adapter.name, "params": params})
+    return model, applied, notes, input_size
 
 
 # -- create -----------------------------------------------------------------------------------------
@@ -147,39 +124,37 @@ def _split_options(spec, options: dict[str, Any]) -> tuple[dict[str, Any], dict[
     return builder, adapter
 
 
-def _non_persistent_buffers(model) -> bool:
-    return any(m._non_persistent_buffers_set for m in model.modules())
+def _check_arguments(spec, stem, classes, wnids, convolutionize, options):
+    """``(builder_options, adapter_options, wnid_list, classes)``, or a one-line error naming the argument."""
+    if stem not in STEM_MODES:
+        raise TinyzooError(f"stem {stem!r} is not one of: {', '.join(STEM_MODES)}")
+    if stem not in spec.stems:
+        raise TinyzooError(f"architecture {spec.name!r} supports stems {', '.join(spec.stems)}; not {stem!r}")
+    builder_options, adapter_options = _split_options(spec, options)
+    wnid_list = _wnid_list(wnids)
+    if classes is None:
+        classes = len(wnid_list) if wnid_list else TINY_IMAGENET_CLASSES
+    if not isinstance(classes, int) or classes < 1:
+        raise TinyzooError(f"classes must be a positive integer, not {classes!r}")
+    if wnid_list and len(wnid_list) != classes:
+        raise TinyzooError(f"classes={classes} but the wnids list {len(wnid_list)} classes; give one or make them agree")
+    if convolutionize and not spec.classifier:
+        raise TinyzooError(f"architecture {spec.name!r} names no classifier to convolutionize")
+    return builder_options, adapter_options, wnid_list, classes
 
 
-def build_with_weights(spec, builder_options: dict[str, Any], loaded, *, share: bool = True) -> Any:
-    """``spec``'s network holding ``loaded``'s tensors (checked to fit first).
+def _build(spec, builder_options: dict[str, Any], weights, offline):
+    """``(loaded, model)``: the weights read (or given) and the network holding them, in eval mode."""
+    from tinyzoo.weights import LoadedWeights, build_with_weights, load_weights
 
-    Built on the meta device and given the loaded tensors directly, which skips a random
-    initialisation that would be overwritten (seconds for VGG); networks with buffers that
-    are not in a state dict are built normally instead. ``share=False`` gives the network
-    copies, so that training it leaves ``loaded`` as it was.
-    """
-    import torch
-
-    from tinyzoo.builders import build
-    from tinyzoo.weights import check_state_dict
-
-    with torch.device("meta"):
-        skeleton = build(spec, **builder_options)
-    check_state_dict(skeleton, loaded.state_dict, loaded.source)
-    state = dict(loaded.state_dict) if share else {k: v.clone() for k, v in loaded.state_dict.items()}
-    expected = skeleton.state_dict()
-    for key, ref in expected.items():
-        if key not in state and key.endswith("num_batches_tracked"):
-            state[key] = torch.zeros((), dtype=torch.long)
-        elif state[key].dtype != ref.dtype:
-            state[key] = state[key].to(ref.dtype)
-    if _non_persistent_buffers(skeleton):
+    given = isinstance(weights, LoadedWeights)
+    loaded = weights if given else load_weights(weights, spec, offline=offline)
+    if loaded.state_dict is None:
         model = build(spec, **builder_options)
-        model.load_state_dict(state, strict=True)
-        return model
-    skeleton.load_state_dict(state, strict=True, assign=True)
-    return skeleton
+    else:
+        # Weights the caller holds are copied: two models made from them must not share tensors.
+        model = build_with_weights(spec, builder_options, loaded, share=not given)
+    return loaded, model.eval()
 
 
 def _resolve_head(spec, classes, wnids, head_init, loaded, classifier_size):
@@ -210,6 +185,21 @@ def _resolve_head(spec, classes, wnids, head_init, loaded, classifier_size):
     if classifier_size != IMAGENET_CLASSES:
         raise TinyzooError(f"head_init='wnid' needs an ImageNet-1k (1000-way) head; {spec.name!r} has a {classifier_size}-way head")
     return "wnid", imagenet_indices(wnids), "head: wnid (pretrained ImageNet-1k rows for the given wnids)"
+
+
+def _role_steps(spec, stem: str, kernel_resize: str, convolutionize: bool, head: dict[str, Any],
+                adapter_options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """tinyzoo's adapter roles that create's arguments ask for, with their parameters."""
+    steps: dict[str, dict[str, Any]] = {}
+    if stem == "small":
+        steps["stem-small"] = {"kernel_resize": kernel_resize}
+    if spec.classifier and (head["init"] != "keep" or spec.aux_classifiers):
+        steps["head"] = head
+    if convolutionize:
+        steps["convolutionize"] = {"pool": "avg"}
+    if stem == "resize":
+        steps["resize"] = {"size": spec.input_size, "mode": adapter_options.get("resize_mode", "bicubic")}
+    return steps
 
 
 def create(
@@ -254,102 +244,76 @@ def create(
     """
     import torch
 
-    from tinyzoo.builders import build
     from tinyzoo.registry import get_registry
     from tinyzoo.surgery.head import get_module, out_size
-    from tinyzoo.weights import LoadedWeights, load_weights
-    from tinyzoo.wordnet import wnid_names
 
     spec = get_registry().architecture(name)
-    if stem not in STEM_MODES:
-        raise TinyzooError(f"stem {stem!r} is not one of: {', '.join(STEM_MODES)}")
-    if stem not in spec.stems:
-        raise TinyzooError(f"architecture {spec.name!r} supports stems {', '.join(spec.stems)}; not {stem!r}")
+    builder_options, adapter_options, wnid_list, classes = _check_arguments(spec, stem, classes, wnids, convolutionize, options)
     kernel_resize = resolve_kernel_resize(kernel_resize, spec)
     check_recalibration(recalibrate_bn, calibration, spec)
-    builder_options, adapter_options = _split_options(spec, options)
-    wnid_list = _wnid_list(wnids)
-    if classes is None:
-        classes = len(wnid_list) if wnid_list else TINY_IMAGENET_CLASSES
-    if not isinstance(classes, int) or classes < 1:
-        raise TinyzooError(f"classes must be a positive integer, not {classes!r}")
-    if wnid_list and len(wnid_list) != classes:
-        raise TinyzooError(f"classes={classes} but the wnids list {len(wnid_list)} classes; give one or make them agree")
-    if convolutionize and not spec.classifier:
-        raise TinyzooError(f"architecture {spec.name!r} names no classifier to convolutionize")
-
-    given = isinstance(weights, LoadedWeights)
-    loaded = weights if given else load_weights(weights, spec, offline=offline)
-    if loaded.state_dict is None:
-        model = build(spec, **builder_options)
-    else:
-        # Weights the caller holds are copied: two models made from them must not share tensors.
-        model = build_with_weights(spec, builder_options, loaded, share=not given)
-    model.eval()
+    loaded, model = _build(spec, builder_options, weights, offline)
     classifier_size = out_size(get_module(model, spec.classifier, "classifier")) if spec.classifier else None
     tracker = ProvenanceTracker(model.state_dict())
 
     reference = _bn_reference(model, spec, loaded, recalibrate_bn, calibration)
     init, rows, head_note = _resolve_head(spec, classes, wnid_list, head_init, loaded, classifier_size) if spec.classifier else ("keep", None, "")
-    plan: list[tuple[str, dict[str, Any]]] = []
-    if stem == "small":
-        plan.append(("stem-small", {"kernel_resize": kernel_resize}))
-    aux = adapter_options.get("aux", "adapt")
-    if spec.classifier and (init != "keep" or spec.aux_classifiers):
-        plan.append(("head", {"classes": classes, "init": init, "rows": rows, "aux": aux}))
-    if convolutionize:
-        plan.append(("convolutionize", {"pool": "avg"}))
-    if stem == "resize":
-        plan.append(("resize", {"size": spec.input_size, "mode": adapter_options.get("resize_mode", "bicubic")}))
+    head = {"classes": classes, "init": init, "rows": rows, "aux": adapter_options.get("aux", "adapt")}
+    steps = _role_steps(spec, stem, kernel_resize, convolutionize, head, adapter_options)
 
-    input_size = spec.input_size
-    applied, notes = [], [head_note] if head_note else []
     with torch.no_grad():
-        for role, params in plan:
-            adapter = find_adapter(role, spec.family)
-            if role == "convolutionize":
-                params = {**params, "input_size": input_size}
-            model, changes = run_adapter(adapter, model, spec, params)
-            tracker.apply(adapter.name, changes, model.state_dict())
-            input_size = changes.input_size or input_size
-            notes.extend(changes.notes)
-            applied.append({"name": adapter.name, "params": params})
+        model, applied, notes, input_size = apply_plan(model, spec, adapter_plan(spec.family, steps), tracker)
         if recalibrate_bn:
-            from tinyzoo.surgery.batchnorm import recalibrate_views
-
-            changes = recalibrate_views(model, calibration, recalibrate_bn, spec.mean, spec.std, reference)
-            tracker.apply("recalibrate-bn", changes, model.state_dict())
-            notes.extend(changes.notes)
+            notes += _recalibrate(model, spec, tracker, recalibrate_bn, calibration, reference)
         tracker.check_copied(model.state_dict())
     model.eval()
 
     report = AdaptationReport(
-        architecture=spec.name,
-        weights=loaded.describe(),
-        adapters=applied,
-        tensors=list(tracker.records.values()),
-        dropped=tracker.dropped,
-        input_size=input_size,
-        notes=notes,
+        architecture=spec.name, weights=loaded.describe(), adapters=applied, tensors=list(tracker.records.values()),
+        dropped=tracker.dropped, input_size=input_size, notes=([head_note] if head_note else []) + notes,
     )
-    names = wnid_names(wnid_list) if wnid_list else {}
-    dropped_aux = any(a["name"].startswith("head") and a["params"].get("aux") == "drop" for a in applied)
+    model.tinyzoo_report = report
+    model.tinyzoo_config = adapted_config(
+        spec, loaded, report, options=builder_options, stem=stem, head_init=init, kernel_resize=kernel_resize,
+        convolutionize=convolutionize, classes=classes, wnids=wnid_list, recalibration=calibration_record(recalibrate_bn, calibration),
+    )
+    return model
+
+
+def _recalibrate(model, spec, tracker: ProvenanceTracker, method: str, calibration, reference) -> list[str]:
+    """BatchNorm recalibration after the surgery (:mod:`tinyzoo.surgery.batchnorm`); its notes."""
+    from tinyzoo.surgery.batchnorm import recalibrate_views
+
+    changes = recalibrate_views(model, calibration, method, spec.mean, spec.std, reference)
+    tracker.apply("recalibrate-bn", changes, model.state_dict())
+    return changes.notes
+
+
+def adapted_config(spec, loaded, report: AdaptationReport, *, options, stem, head_init, kernel_resize, convolutionize,
+                   classes, wnids, recalibration=None) -> dict[str, Any]:
+    """The config.json of an adapted model: how it was made, what it expects, and its report."""
+    from tinyzoo.registry import get_registry
+    from tinyzoo.wordnet import wnid_names
+
+    applied, input_size = report.adapters, report.input_size
+    names = wnid_names(wnids) if wnids else {}
+    adapters = get_registry().adapters
+    dropped_aux = any(adapters[a["name"]].role == "head" and a["params"].get("aux") == "drop" for a in applied if a["name"] in adapters)
     config = {
         "format": CONFIG_FORMAT,
         "format_version": CONFIG_VERSION,
         "tinyzoo_version": _version(),
         "architecture": spec.name,
         "family": spec.family,
-        "options": builder_options,
+        "options": options,
         "adapters": applied,
         "stem": stem,
-        "head_init": init,
+        "head_init": head_init,
         "kernel_resize": kernel_resize,
-        "recalibrate_bn": calibration_record(recalibrate_bn, calibration),
+        "recalibrate_bn": recalibration,
         "convolutionize": bool(convolutionize),
         "classes": classes,
-        "wnids": wnid_list,
-        "names": [names.get(w, w) for w in wnid_list] if wnid_list else None,
+        "wnids": wnids,
+        "names": [names.get(w, w) for w in wnids] if wnids else None,
         "input_size": input_size,
         "native_input_size": spec.input_size,
         "mean": list(spec.mean),
@@ -361,9 +325,7 @@ def create(
         "weights": loaded.to_config(),
         "report": report.to_dict(),
     }
-    model.tinyzoo_report = report
-    model.tinyzoo_config = config
-    return model
+    return config
 
 
 def resolve_kernel_resize(kernel_resize: str | None, spec) -> str:
@@ -433,64 +395,6 @@ def _tensors_for_file(model) -> dict[str, Any]:
     return tensors
 
 
-def model_card(config: dict[str, Any]) -> str:
-    """The README.md of an adapted-model directory: Hugging Face model card with YAML front matter."""
-    report = AdaptationReport.from_dict(config["report"])
-    weights = config.get("weights") or {}
-    source = str(weights.get("source") or "none")
-    tags = ["tinyzoo", "image-classification", "tiny-imagenet", config.get("family") or "", f"stem-{config.get('stem')}"]
-    datasets = ["zh-plus/tiny-imagenet"]
-    base_model = None
-    if source.startswith("hf-hub:"):
-        base_model = source[len("hf-hub:"):].partition("@")[0]
-    if base_model or source.startswith("torchvision:"):
-        datasets.append("ILSVRC/imagenet-1k")  # where the adapted weights were trained
-    front = ["---", "library_name: tinyzoo", "pipeline_tag: image-classification", "tags:"]
-    front += [f"- {json.dumps(t)}" for t in tags if t]
-    front += ["datasets:"] + [f"- {json.dumps(d)}" for d in datasets]
-    if base_model:
-        front.append(f"base_model: {json.dumps(base_model)}")
-    front.append("---")
-
-    arch = config["architecture"]
-    adapters = ", ".join(a["name"] for a in config.get("adapters", [])) or "none"
-    lines = [
-        *front,
-        "",
-        f"# {arch} adapted to Tiny ImageNet with tinyzoo",
-        "",
-        f"`{arch}` with the stem `{config.get('stem')}` and a {config.get('classes')}-way head "
-        f"(`{config.get('head_init')}` initialisation), adapted from `{source}`"
-        + (f" (revision `{weights['revision']}`)" if weights.get("revision") else "")
-        + (f" (sha256 `{weights['sha256'][:16]}...`)" if weights.get("sha256") else "")
-        + ". It expects "
-        f"{config.get('input_size')}x{config.get('input_size')} RGB input normalised with mean "
-        f"{config.get('mean')} and std {config.get('std')}.",
-        "",
-        "It has been adapted, not trained: see the report below for what was copied, resampled,",
-        "sliced or newly initialised.",
-        "",
-        "```python",
-        "import tinyzoo",
-        "",
-        "model = tinyzoo.load(\"path/to/this/folder\")  # no network access",
-        "```",
-        "",
-        "## Adaptation report",
-        "",
-        f"Adapters, in order: {adapters}. {report.summary()}.",
-        "",
-        "| tensor | shape | status | from | detail |",
-        "|---|---|---|---|---|",
-    ]
-    for row in report.rows():
-        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |")
-    if report.notes:
-        lines += ["", "Notes:", ""] + [f"- {n}" for n in report.notes]
-    lines += ["", f"Written by tinyzoo {config.get('tinyzoo_version')}.", ""]
-    return "\n".join(lines)
-
-
 def _write_model_files(model, config: dict[str, Any], folder: Path) -> None:
     """Write the three files of an adapted-model directory into the new folder ``folder``."""
     from safetensors.torch import save_file
@@ -532,89 +436,65 @@ def save(model, directory: str | os.PathLike) -> Path:
 
 
 # -- load -------------------------------------------------------------------------------------------------
-def read_config(directory: str | os.PathLike) -> dict[str, Any]:
-    """The checked config.json of an adapted-model directory."""
-    root = Path(directory)
-    if not root.is_dir():
-        raise TinyzooError(f"{root} is not a directory: give a folder written by `tinyzoo adapt --out` or tinyzoo.save")
-    path = root / CONFIG_FILE
-    if not path.is_file():
-        raise TinyzooError(f"{path} not found: {root} is not an adapted-model folder (written by `tinyzoo adapt --out` or tinyzoo.save)")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise TinyzooError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
-        raise TinyzooError(f"{path} is not a tinyzoo adapted-model config (expected \"format\": \"{CONFIG_FORMAT}\")")
-    if int(config.get("format_version", 0)) > CONFIG_VERSION:
-        raise TinyzooError(f"{path} has format_version {config['format_version']}; this tinyzoo reads up to {CONFIG_VERSION}, upgrade tinyzoo")
-    for key in ("architecture", "adapters"):
-        if key not in config:
-            raise TinyzooError(f"{path} has no {key!r} field")
-    return config
+def model_dir(model: str | os.PathLike, *, offline: bool | None = None) -> Path:
+    """The adapted-model directory ``model`` names (see :mod:`tinyzoo.locate`): the folder
+    itself, a run directory's ``best/``, or a Hub repo's cached snapshot."""
+    from tinyzoo.locate import is_run_dir, resolve
+
+    path = Path(model).expanduser()
+    if path.is_dir() and not is_run_dir(path):
+        return path  # read_config names what such a folder lacks
+    return resolve(model, offline=offline).path
 
 
-def placeholder_model(spec, builder_options: dict[str, Any] | None = None):
-    """``spec``'s network with cheap placeholder values (small uniform weights, unit buffers),
-    for code that overwrites them: built on the meta device and materialised without the
-    architecture's own (slow) initialisation; built normally when it has buffers that a
-    state dict does not carry."""
-    import torch
+def load(model: str | os.PathLike, *, device: Any = None, offline: bool | None = None):
+    """The adapted model ``model`` names, rebuilt, in eval mode.
 
-    from tinyzoo.builders import build
-
-    builder_options = dict(builder_options or {})
-    with torch.device("meta"):
-        model = build(spec, **builder_options)
-    if _non_persistent_buffers(model):
-        return build(spec, **builder_options)
-    model = model.to_empty(device="cpu")
-    with torch.no_grad():
-        for tensor in model.parameters():
-            tensor.uniform_(-0.05, 0.05)
-        for tensor in model.buffers():
-            tensor.fill_(1 if tensor.is_floating_point() else 0)  # positive running variances
-    return model
-
-
-def load(directory: str | os.PathLike, *, device: Any = None):
-    """The adapted model saved in ``directory``, rebuilt offline, in eval mode.
-
-    The architecture is built from config.json with no weights, the recorded adapters are
-    re-applied structurally, and ``model.safetensors`` is loaded strictly: outputs are the
-    saved model's, bit for bit. ``model.tinyzoo_config`` / ``model.tinyzoo_report`` are restored.
+    ``model`` is what ``tinyzoo eval`` accepts: an adapted-model directory, a run directory
+    (its ``best/``), or a Hub id ``ORG/NAME[@REV]`` / ``hf-hub:ORG/NAME[@REV]`` (downloaded
+    once, then read from the cache; ``offline`` or ``TINYZOO_OFFLINE=1`` reads only the
+    cache). The architecture is built from config.json with no weights, the recorded
+    adapters are re-applied structurally, and ``model.safetensors`` is loaded strictly:
+    outputs are the saved model's, bit for bit. ``model.tinyzoo_config`` /
+    ``model.tinyzoo_report`` are restored.
     """
     import torch
     from safetensors.torch import load_file
 
     from tinyzoo.registry import get_registry
 
-    root = Path(directory)
+    root = model_dir(model, offline=offline)
     config = read_config(root)
     weights_path = root / WEIGHTS_FILE
     if not weights_path.is_file():
         raise TinyzooError(f"{weights_path} not found: the folder has config.json but no weights")
     spec = get_registry().architecture(config["architecture"])
-    model = placeholder_model(spec, config.get("options"))
+    net = placeholder_model(spec, config.get("options"))
     with torch.no_grad():
         for entry in config["adapters"]:
             adapter = get_registry().adapter(entry["name"])
-            model, _ = run_adapter(adapter, model, spec, dict(entry.get("params") or {}))
+            net, _ = run_adapter(adapter, net, spec, dict(entry.get("params") or {}))
     try:
         state = load_file(str(weights_path), device="cpu")
     except Exception as exc:
         raise TinyzooError(f"{weights_path} is not a valid safetensors file ({one_line(exc, 120)})") from None
     try:
-        model.load_state_dict(state, strict=True)
+        net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = one_line(exc, 200)
-        raise TinyzooError(f"{weights_path} does not fit the model config.json describes: {first}") from None
-    model.eval()
+        raise TinyzooError(f"{weights_path} does not fit the model config.json describes: {one_line(exc, 200)}") from None
+    net.eval()
     if device is not None:
-        model.to(device)
-    model.tinyzoo_config = config
-    model.tinyzoo_report = AdaptationReport.from_dict(config["report"]) if "report" in config else None
-    return model
+        net.to(device)
+    net.tinyzoo_config = config
+    net.tinyzoo_report = AdaptationReport.from_dict(config["report"]) if "report" in config else None
+    return net
+
+
+def _recorded(entry: dict[str, Any]) -> AdapterSpec | None:
+    """The adapter an entry of config.json's ``adapters`` names, None when no plugin registers it."""
+    from tinyzoo.registry import get_registry
+
+    return get_registry().adapters.get(entry["name"])
 
 
 def restem(model, stem: str, *, kernel_resize: str | None = None):
@@ -623,6 +503,7 @@ def restem(model, stem: str, *, kernel_resize: str | None = None):
     import torch
 
     from tinyzoo.registry import get_registry
+    from tinyzoo.surgery.resize import remove_resize
 
     config = getattr(model, "tinyzoo_config", None)
     if not isinstance(config, dict):
@@ -643,19 +524,18 @@ def restem(model, stem: str, *, kernel_resize: str | None = None):
     if report is not None:
         tracker.records = {t.key: TensorRecord(**{**t.__dict__}) for t in report.tensors}
         tracker.dropped = dict(report.dropped)
-    adapters = [a for a in config["adapters"] if not a["name"].startswith("resize")]
+    adapters = [a for a in config["adapters"] if getattr(_recorded(a), "role", None) != "resize"]
     remove_resize(model)
-    input_size = spec.input_size
-    notes = []
+    input_size, notes = spec.input_size, []
     if stem == "small":
         adapter = find_adapter("stem-small", spec.family)
         params = {"kernel_resize": kernel_resize}
         with torch.no_grad():
             model, changes = run_adapter(adapter, model, spec, params)
         tracker.apply(adapter.name, changes, model.state_dict())
-        adapters.insert(0, {"name": adapter.name, "params": params})
-        input_size = changes.input_size or input_size
-        notes = changes.notes
+        position = next((i for i, a in enumerate(adapters) if getattr(_recorded(a), "order", 0) > adapter.order), len(adapters))
+        adapters.insert(position, {"name": adapter.name, "params": params})
+        input_size, notes = changes.input_size or input_size, changes.notes
     config.update(adapters=adapters, stem=stem, input_size=input_size, kernel_resize=kernel_resize)
     if report is not None:
         report.tensors = list(tracker.records.values())

@@ -1,7 +1,8 @@
 """Builders the registry's ``"module:function"`` strings point at for timm and torchvision.
 
 Each returns a randomly initialised ``nn.Module``; pretrained weights are loaded later
-by :mod:`tinyzoo.weights`, never by the builder.
+by :mod:`tinyzoo.weights`, never by the builder. :func:`build` calls the spec's builder;
+:func:`placeholder_model` builds a network whose values are about to be overwritten.
 """
 
 from __future__ import annotations
@@ -32,3 +33,29 @@ def build(spec, num_classes: int | None = None, **options):
         raise TinyzooError(f"architecture {spec.name!r} has no option {unknown[0]!r}; its options: {allowed}")
     builder = resolve_object(spec.builder)
     return builder(num_classes=spec.num_classes if num_classes is None else num_classes, **dict(spec.builder_args), **options)
+
+
+def has_non_persistent_buffers(model) -> bool:
+    """Whether ``model`` has buffers a state dict does not carry (they must be computed by building it)."""
+    return any(m._non_persistent_buffers_set for m in model.modules())
+
+
+def placeholder_model(spec, builder_options: dict | None = None):
+    """``spec``'s network with cheap placeholder values (small uniform weights, unit buffers),
+    for code that overwrites them: built on the meta device and materialised without the
+    architecture's own (slow) initialisation; built normally when it has buffers that a
+    state dict does not carry."""
+    import torch
+
+    builder_options = dict(builder_options or {})
+    with torch.device("meta"):
+        model = build(spec, **builder_options)
+    if has_non_persistent_buffers(model):
+        return build(spec, **builder_options)
+    model = model.to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in model.parameters():
+            tensor.uniform_(-0.05, 0.05)
+        for tensor in model.buffers():
+            tensor.fill_(1 if tensor.is_floating_point() else 0)  # positive running variances
+    return model

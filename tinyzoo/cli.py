@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from tinyzoo import __version__
+from tinyzoo import __version__, logs
 from tinyzoo.commands import adapt_commands, data_commands, eval_commands, fidelity_commands, recipe_commands, registry_commands, train_commands, weights_commands
 from tinyzoo.console import TinyzooGroup
 
@@ -34,18 +34,36 @@ for module in COMMAND_MODULES:
 
 
 def add_plugin_commands(group: click.Group) -> None:
-    """Let every loaded plugin add its commands (a plugin that raises is disabled)."""
+    """Let every loaded plugin add its commands, through pluggy, one plugin at a time.
+
+    A plugin whose ``register_commands`` raises, or adds a command under a name that is
+    taken (a core command, or another plugin's), is refused whole: the commands it added
+    are taken out again, and it shows as failed in ``tinyzoo plugins`` with a one-line warning.
+    """
     from tinyzoo.errors import one_line
     from tinyzoo.plugin_loader import get_host
 
     host = get_host()
-    for impl in host.pm.hook.register_commands.get_hookimpls():
+    owners = dict.fromkeys(group.commands, None)  # command name -> the plugin that added it (None: tinyzoo)
+    for plugin in host.implementers("register_commands"):
+        before = dict(group.commands)
         try:
-            impl.function(cli=group)
+            host.call("register_commands", plugin, cli=group)
         except Exception as exc:
-            host.mark_failed(impl.plugin_name, f"register_commands raised {one_line(exc, typed=True)}")
+            group.commands = before
+            host.mark_failed(plugin, f"register_commands raised {one_line(exc, typed=True)}")
+            continue
+        taken = [name for name, command in group.commands.items() if name in before and before[name] is not command]
+        if taken:
+            group.commands = before
+            owner = owners[taken[0]]
+            whose = "tinyzoo's own command" if owner is None else f"the command of plugin {owner!r}"
+            host.mark_failed(plugin, f"register_commands would replace {whose} {taken[0]!r}")
+            continue
+        owners.update(dict.fromkeys(set(group.commands) - set(before), plugin))
 
 
 def main() -> None:
+    logs.configure()
     add_plugin_commands(cli)
     cli.main(prog_name="tinyzoo")

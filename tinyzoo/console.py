@@ -38,14 +38,24 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
-def format_count(n: int | None) -> str:
-    """11689512 -> '11.7M'."""
+def _scaled(n: int | None, units: tuple[str, str, str], last: str) -> str:
+    """``n`` in thousands, millions or billions with one decimal (``units``), else ``last``; '-' for None."""
     if n is None:
         return "-"
-    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    for unit, size in zip(units, (1e9, 1e6, 1e3)):
         if n >= size:
             return f"{n / size:.1f}{unit}"
-    return str(n)
+    return last.format(n)
+
+
+def format_count(n: int | None) -> str:
+    """11689512 -> '11.7M'."""
+    return _scaled(n, ("G", "M", "k"), "{}")
+
+
+def format_size(n: int | None) -> str:
+    """46807448 -> '46.8 MB'."""
+    return _scaled(n, (" GB", " MB", " kB"), "{} B")
 
 
 def percent(value: float | None, *, scale: float = 100.0, missing: str = "-") -> str:

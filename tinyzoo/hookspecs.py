@@ -33,7 +33,10 @@ def register_adapters(register):
 
     Call ``register(spec)`` with a :class:`tinyzoo.specs.AdapterSpec`. ``spec.families``
     says which architecture families it handles (``"*"`` for all); ``spec.apply`` is a
-    ``"module:function"`` string resolved when the adapter runs.
+    ``"module:function"`` string resolved when the adapter runs. ``spec.role`` is the step it
+    fills (tinyzoo's ``stem-small``, ``head``, ``convolutionize``, ``resize``, or one of the
+    plugin's own) and ``spec.order`` when that step runs; ``tinyzoo.create`` runs one adapter
+    per role, in order.
     """
 
 
@@ -52,5 +55,6 @@ def register_commands(cli):
 
     ``cli`` is the top-level :class:`click.Group`; decorate new commands with
     ``@cli.command()``. Import heavy modules (torch) inside the command body, not at
-    module level, so that ``tinyzoo --help`` stays fast.
+    module level, so that ``tinyzoo --help`` stays fast. A command named like an existing
+    one (tinyzoo's or another plugin's) gets the plugin refused.
     """

@@ -2,14 +2,16 @@
 
 Entry points are loaded one at a time (pluggy's ``load_setuptools_entrypoints`` stops at
 the first plugin that raises): a plugin that fails to import, or whose hook
-implementations are misspelled, is skipped with a one-line warning on stderr and kept
-in :attr:`PluginHost.records` with its error, for ``tinyzoo plugins``.
+implementations are misspelled, is skipped with a one-line warning (the ``tinyzoo``
+logger) and kept in :attr:`PluginHost.records` with its error, for ``tinyzoo plugins``.
+:meth:`PluginHost.call` calls one plugin's hook through pluggy, so that a failing plugin
+can be told apart from the others. What the plugins register is built into a registry by
+:mod:`tinyzoo.registry`, which keeps it in :attr:`PluginHost.cache`.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any
@@ -18,6 +20,7 @@ import pluggy
 
 from tinyzoo import hookspecs
 from tinyzoo.errors import one_line
+from tinyzoo.logs import logger
 
 GROUP = "tinyzoo"
 LOAD_ENV = "TINYZOO_LOAD_PLUGINS"
@@ -42,7 +45,7 @@ class PluginRecord:
 
 
 def warn(message: str) -> None:
-    print(f"tinyzoo: warning: {message}", file=sys.stderr)
+    logger.warning(message)
 
 
 def allowed_plugins() -> set[str] | None:
@@ -60,7 +63,8 @@ class PluginHost:
         self.pm = pluggy.PluginManager(GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
-        self._registry = None
+        # What is built from the loaded plugins (the registry), forgotten when one is added or removed.
+        self.cache: dict[str, Any] = {}
         if load_entry_points:
             self.load_entry_points()
 
@@ -102,7 +106,7 @@ class PluginHost:
         if self.pm.get_plugin(name) is not None:
             self.pm.unregister(name=name)
         self.records.pop(name, None)
-        self._registry = None
+        self.cache.clear()
 
     def _register(self, record: PluginRecord, plugin: Any) -> None:
         try:
@@ -119,7 +123,7 @@ class PluginHost:
         record.hooks = sorted(
             {impl.function.__name__ for caller in self.pm.get_hookcallers(plugin) or [] for impl in caller.get_hookimpls() if impl.plugin is plugin}
         )
-        self._registry = None
+        self.cache.clear()
 
     def _fail(self, record: PluginRecord, error: str) -> None:
         record.status = "failed"
@@ -134,16 +138,24 @@ class PluginHost:
         self._fail(record, error)
         if self.pm.get_plugin(name) is not None:
             self.pm.unregister(name=name)
+        self.cache.clear()
 
-    # -- the registry built from the loaded plugins -----------------------------------
-    @property
-    def registry(self):
-        """The :class:`tinyzoo.registry.Registry` of everything the plugins registered."""
-        if self._registry is None:
-            from tinyzoo.registry import Registry
+    # -- calling hooks -------------------------------------------------------------
+    def implementers(self, hook_name: str) -> list[str]:
+        """The plugins with an implementation of ``hook_name`` (wrappers aside), in registration order."""
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        return list(dict.fromkeys(i.plugin_name for i in impls if not (i.wrapper or i.hookwrapper)))
 
-            self._registry = Registry.collect(self)
-        return self._registry
+    def call(self, hook_name: str, plugin: str, **kwargs: Any) -> list[Any]:
+        """Call plugin ``plugin``'s ``hook_name`` alone, through pluggy.
+
+        A subset hook caller leaves out the other plugins' implementations but keeps every
+        hook wrapper, and runs through the manager's hook execution, so wrappers and
+        ``pm.trace`` / ``add_hookcall_monitoring`` see each call as they would a plain one.
+        """
+        impls = getattr(self.pm.hook, hook_name).get_hookimpls()
+        others = {i.plugin for i in impls if i.plugin_name != plugin and not (i.wrapper or i.hookwrapper)}
+        return self.pm.subset_hook_caller(hook_name, remove_plugins=others)(**kwargs)
 
 
 _host: PluginHost | None = None

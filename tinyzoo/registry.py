@@ -1,9 +1,10 @@
 """The registry: every architecture, adapter and recipe that the loaded plugins registered.
 
-Built once per process from :class:`tinyzoo.plugin_loader.PluginHost`. Each plugin's
-hooks are called with a ``register`` callback; a plugin whose hook raises, registers
-the wrong type, or registers a name another plugin already owns is refused whole
-(nothing it registered is kept), with a one-line warning that names both plugins.
+Built from a :class:`tinyzoo.plugin_loader.PluginHost` (:func:`registry_of`) and kept in
+its cache until a plugin is added or removed. Each plugin's hooks are called through
+pluggy (:meth:`PluginHost.call`) with a ``register`` callback; a plugin whose hook raises,
+registers the wrong type, or registers a name another plugin already owns is refused
+whole (nothing it registered is kept), with a one-line warning that names both plugins.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from tinyzoo.errors import DuplicateNameError, UnknownNameError, one_line
-from tinyzoo.plugin_loader import PluginHost
+from tinyzoo.plugin_loader import PluginHost, get_host
 from tinyzoo.specs import AdapterSpec, ArchitectureSpec, RecipeSpec
 
 KINDS = {
@@ -38,25 +39,15 @@ class Registry:
     # -- building ------------------------------------------------------------------
     @classmethod
     def collect(cls, host: PluginHost) -> "Registry":
-        contributions: dict[str, list[tuple[str, Any]]] = {}
-        order: list[str] = []
+        """Call every plugin's registration hooks and merge what each registered (built-ins first)."""
+        contributions: dict[str, list[tuple[str, Any]] | None] = {}
         for kind, (hook_name, spec_type) in KINDS.items():
-            for impl in getattr(host.pm.hook, hook_name).get_hookimpls():
-                plugin = impl.plugin_name
-                if plugin not in contributions:
-                    contributions[plugin] = []
-                    order.append(plugin)
-                if contributions[plugin] is None:
+            for plugin in host.implementers(hook_name):
+                if contributions.setdefault(plugin, []) is None:
                     continue
                 found: list[tuple[str, Any]] = []
-
-                def register(spec, _kind=kind, _type=spec_type, _found=found, _plugin=plugin):
-                    if not isinstance(spec, _type):
-                        raise TypeError(f"register() in {_plugin!r} got {type(spec).__name__}, expected {_type.__name__}")
-                    _found.append((_kind, replace(spec, plugin=_plugin)))
-
                 try:
-                    impl.function(register=register)
+                    host.call(hook_name, plugin, register=_register_into(found, kind, spec_type, plugin))
                 except Exception as exc:
                     host.mark_failed(plugin, f"{hook_name} raised {one_line(exc, typed=True)}")
                     contributions[plugin] = None
@@ -69,7 +60,7 @@ class Registry:
             return (not (record and record.builtin), plugin)
 
         registry = cls()
-        for plugin in sorted((p for p in order if contributions[p] is not None), key=rank):
+        for plugin in sorted((p for p, items in contributions.items() if items is not None), key=rank):
             try:
                 registry._merge(plugin, contributions[plugin])
             except DuplicateNameError as exc:
@@ -124,8 +115,34 @@ class Registry:
         return [self.architectures[n] for n in names]
 
 
+def _register_into(found: list, kind: str, spec_type: type, plugin: str):
+    """The ``register`` callback a plugin's hook gets: checks the type, records the plugin."""
+
+    def register(spec) -> None:
+        if not isinstance(spec, spec_type):
+            raise TypeError(f"register() in {plugin!r} got {type(spec).__name__}, expected {spec_type.__name__}")
+        found.append((kind, replace(spec, plugin=plugin)))
+
+    return register
+
+
+def registry_of(host: PluginHost) -> Registry:
+    """The registry built from ``host``'s plugins (built on first use, rebuilt after a plugin is added or removed)."""
+    registry = host.cache.get("registry")
+    if registry is None:
+        registry = host.cache["registry"] = Registry.collect(host)
+    return registry
+
+
 def get_registry() -> Registry:
     """The registry of the process-wide plugin host."""
-    from tinyzoo.plugin_loader import get_host
+    return registry_of(get_host())
 
-    return get_host().registry
+
+def list_models(pattern: str | None = None) -> list[ArchitectureSpec]:
+    """The registered architectures whose names match the shell-style ``pattern``, sorted by name.
+
+    Returns specs (plain data, no torch): ``[s.name for s in tinyzoo.list_models("resnet*")]``
+    gives names. A pattern starting with ``timm:`` lists timm's models instead (imports timm).
+    """
+    return get_registry().list_architectures(pattern)

@@ -36,6 +36,9 @@ FIDELITY_BN_CHOICES = ("none", *BN_RECALIBRATIONS)  # what `tinyzoo fidelity --b
 PHOTO_VIEWS: tuple[str, ...] = get_args(PhotoView)
 CALIBRATION_IMAGES = 256  # images BatchNorm recalibration draws, unless told otherwise
 SOURCES = ("timm", "torchvision", "tinyzoo")
+# The adapter roles tinyzoo.create fills from its own arguments, and the order each runs in
+# (lower first). A plugin adds a step with a role of its own and an order of its choosing.
+ROLE_ORDERS = {"stem-small": 100, "head": 200, "convolutionize": 300, "resize": 400}
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,11 @@ class ArchitectureSpec:
         if ":" not in self.builder:
             raise ValueError(f"architecture {self.name!r}: builder must be 'module:function', not {self.builder!r}")
 
+    def best_result(self) -> Result | None:
+        """The result with the highest validation top-1 among ``results``, or None."""
+        scored = [r for r in self.results if r.val_top1 is not None]
+        return max(scored, key=lambda r: r.val_top1) if scored else None
+
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON-ready data (the schema of ``tinyzoo list --json``)."""
         data = dataclasses.asdict(self)
@@ -109,9 +117,14 @@ class ArchitectureSpec:
 
 @dataclass(frozen=True)
 class AdapterSpec:
-    """An adapter: surgery on a built network, for the families it names.
+    """An adapter: one step of surgery on a built network, for the families it names.
 
-    ``apply`` is ``"module:function"``, resolved when the adapter runs.
+    ``apply`` is ``"module:function"``, resolved when the adapter runs. ``role`` is the step
+    it fills (default: its name): ``tinyzoo.create`` runs one adapter per role, the one for
+    the architecture's family (an adapter naming the family beats one for ``"*"``), in
+    ``order`` (lower first). tinyzoo's roles (:data:`ROLE_ORDERS`) run when create's
+    arguments ask for them and have a default order; any other role is a step a plugin
+    adds, run for every architecture of the families it names, and needs an ``order``.
     """
 
     name: str
@@ -119,6 +132,23 @@ class AdapterSpec:
     families: tuple[str, ...] = ("*",)
     description: str = ""
     plugin: str | None = None
+    role: str = ""
+    order: int | None = None
+
+    def __post_init__(self) -> None:
+        if ":" not in self.apply:
+            raise ValueError(f"adapter {self.name!r}: apply must be 'module:function', not {self.apply!r}")
+        role = self.role or self.name
+        object.__setattr__(self, "role", role)
+        if self.order is None:
+            if role not in ROLE_ORDERS:
+                raise ValueError(
+                    f"adapter {self.name!r}: role {role!r} is not one of tinyzoo's ({', '.join(ROLE_ORDERS)}); "
+                    "give role= one of them, or order= for a step of your own (e.g. order=250 runs after the head)"
+                )
+            object.__setattr__(self, "order", ROLE_ORDERS[role])
+        if isinstance(self.order, bool) or not isinstance(self.order, int):
+            raise ValueError(f"adapter {self.name!r}: order must be an int, not {self.order!r}")
 
     def handles(self, family: str) -> bool:
         """Whether this adapter can operate on an architecture of ``family``."""
@@ -143,17 +173,6 @@ class RecipeSpec:
     def __post_init__(self) -> None:
         if (self.path is None) == (self.data is None):
             raise ValueError(f"recipe {self.name!r}: give exactly one of path= or data=")
-
-    def load(self) -> dict[str, Any]:
-        """The recipe's raw content (not yet validated or resolved)."""
-        if self.data is not None:
-            return dict(self.data)
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib
-        with open(self.path, "rb") as f:
-            return tomllib.load(f)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "path": self.path, "description": self.description, "plugin": self.plugin}

@@ -20,15 +20,15 @@ SMALL_STEM_FAMILIES = {"resnet", "vgg", "densenet", "inception", "vit"}
 def timm_spec(model_name: str) -> ArchitectureSpec:
     """A spec for timm's ``model_name`` (optionally ``arch.tag``) built from its pretrained config."""
     import timm
-    from timm.models import get_pretrained_cfg
-    from timm.models._registry import _model_to_module, split_model_name_tag
+    from timm.models import get_pretrained_cfg, model_entrypoint, split_model_name_tag
 
     arch, tag = split_model_name_tag(model_name)
     if not timm.is_model(arch):
         raise UnknownNameError("timm model", model_name, timm.list_models())
     cfg = get_pretrained_cfg(model_name if tag else arch, allow_unregistered=False)
     cfg = cfg.to_dict() if cfg is not None else {}
-    family = FAMILY_OF_MODULE.get(_model_to_module.get(arch, ""), _model_to_module.get(arch, "timm"))
+    module = model_entrypoint(arch).__module__.rpartition(".")[2]  # timm.models.resnet -> resnet
+    family = FAMILY_OF_MODULE.get(module, module)
     hub_id = cfg.get("hf_hub_id")
     # timm builds inception_v3 without its auxiliary head, but the tv_in1k checkpoint carries it.
     aux = arch == "inception_v3" and (hub_id or "").endswith(".tv_in1k")

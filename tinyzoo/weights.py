@@ -18,24 +18,21 @@ safetensors are read.
 
 from __future__ import annotations
 
-import inspect
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tinyzoo import hub
 from tinyzoo.errors import TinyzooError, one_line
+from tinyzoo.hub.digests import file_sha256, verify_safetensors
+from tinyzoo.hub.hf import HF_HUB_PREFIXES, REPO_ID_RE, download, evict
+from tinyzoo.hub.torch_hub import checkpoint_path, download_checkpoint
+from tinyzoo.model_files import WEIGHTS_FILE
 
-HF_HUB_PREFIXES = ("hf-hub:", "hf_hub:")
 TORCHVISION_PREFIX = "torchvision:"
 SAFETENSORS_SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
-REPO_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 TORCHVISION_NAME_RE = re.compile(r"\w+_Weights\.\w+")
-# timm passes these to build_model_with_cfg(pretrained_filter_fn=...) in its model modules.
-TIMM_FILTER_NAMES = ("checkpoint_filter_fn", "_filter_fn", "_filter_torchvision_pretrained")
 FORMS = "hf-hub:ORG/REPO[@REVISION], torchvision:WEIGHTS_NAME, a .safetensors file, an adapted-model directory, or none"
 SHOWN = 3
 
@@ -144,31 +141,6 @@ def read_safetensors(path: Path) -> dict[str, Any]:
         raise TinyzooError(f"{path} is not a valid safetensors file ({one_line(exc, 120)}): it may be truncated or damaged") from None
 
 
-def verify_safetensors(path: Path) -> None:
-    """Check a safetensors header and that the file is exactly as long as it says, without torch."""
-    import json
-    import struct
-
-    try:
-        size = Path(path).stat().st_size
-        with open(path, "rb") as f:
-            prefix = f.read(8)
-            if len(prefix) < 8:
-                raise ValueError(f"only {size} bytes")
-            (header_len,) = struct.unpack("<Q", prefix)
-            if header_len > size - 8:
-                raise ValueError(f"header of {header_len} bytes in a {size}-byte file")
-            header = json.loads(f.read(header_len))
-        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
-        expected = 8 + header_len + max(ends, default=0)
-        if expected != size:
-            raise ValueError(f"{size} bytes where its header describes {expected}")
-    except FileNotFoundError:
-        raise TinyzooError(f"weights file {path} does not exist") from None
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
-        raise TinyzooError(f"{path} is not a valid safetensors file ({one_line(exc, 120)}): it may be truncated or damaged") from None
-
-
 def read_pickle(path: Path) -> dict[str, Any]:
     """The tensors of a PyTorch checkpoint, read with ``weights_only=True`` (nothing else is unpickled)."""
     import pickle
@@ -196,36 +168,39 @@ def read_pickle(path: Path) -> dict[str, Any]:
 
 
 def apply_timm_filter(state_dict: dict[str, Any], spec) -> dict[str, Any]:
-    """``state_dict`` passed through timm's checkpoint filter for ``spec``'s model, if its module has one.
+    """``state_dict`` in the layout of ``spec``'s timm model, converted the way timm converts it.
 
-    timm applies the same filter when it loads pretrained weights itself; for most Hub
-    checkpoints (e.g. the tv_in1k ResNets) there is none and the dict comes back unchanged.
+    A timm model module hands a checkpoint filter (torchvision's or an older layout to timm's)
+    to ``build_model_with_cfg`` inside its private ``_create_*`` function; timm keeps no
+    public reference to it (not on the model, its ``pretrained_cfg`` or the registry). The
+    public path that applies it is ``create_model(pretrained=True,
+    pretrained_cfg_overlay={"state_dict": ...})``: build the network, filter, load strictly.
+    That costs a full build (seconds for VGG), so it runs only when the tensors do not fit
+    the network as they are; timm's own Hub checkpoints do and come back unchanged. Tensors
+    timm cannot load either come back unchanged too, for :func:`check_state_dict` to name
+    the keys at fault.
     """
-    model_name = dict(spec.builder_args).get("model_name")
+    args = dict(spec.builder_args)
+    model_name = args.pop("model_name", None)
     if not model_name:
         return state_dict
-    from timm.models import model_entrypoint
+    import timm
+    import torch
 
+    from tinyzoo.builders import build
+
+    with torch.device("meta"):
+        skeleton = build(spec)
+    if not any(mismatches(skeleton, state_dict)):
+        return state_dict
     try:
-        module = sys.modules[model_entrypoint(model_name).__module__]
+        model = timm.create_model(
+            model_name, pretrained=True, num_classes=spec.num_classes,
+            pretrained_cfg_overlay={"state_dict": dict(state_dict)}, **args,  # a copy: some filters edit it in place
+        )
     except Exception:
         return state_dict
-    filter_fn = next((getattr(module, n) for n in TIMM_FILTER_NAMES if callable(getattr(module, n, None))), None)
-    if filter_fn is None:
-        return state_dict
-    try:
-        needs_model = len([p for p in inspect.signature(filter_fn).parameters.values() if p.default is p.empty]) >= 2
-        if not needs_model:
-            return filter_fn(dict(state_dict))
-        import torch
-
-        from tinyzoo.builders import build
-
-        with torch.device("meta"):  # the filter reads shapes only; no memory, no init cost
-            model = build(spec)
-        return filter_fn(dict(state_dict), model)
-    except Exception as exc:
-        raise TinyzooError(f"timm's checkpoint filter for {model_name} failed on these weights ({one_line(exc, 120)})") from None
+    return dict(model.state_dict())
 
 
 def torchvision_url(name: str) -> str:
@@ -251,37 +226,78 @@ def load_weights(source: "str | WeightsSource | None", spec=None, *, offline: bo
     if src.kind == "none":
         return LoadedWeights(None, "none")
     if src.kind == "hf-hub":
-        found = hub.download(src.repo_id, hub.WEIGHTS_FILE, revision=src.revision, offline=offline, fetch_name=fetch_name)
+        found = download(src.repo_id, WEIGHTS_FILE, revision=src.revision, offline=offline, fetch_name=fetch_name)
         try:
             state_dict = read_safetensors(found.path)
         except TinyzooError as exc:
-            hub.evict(found.path)
-            raise TinyzooError(f"{src.repo_id}/{hub.WEIGHTS_FILE}@{found.revision[:12]}: {exc}; it was removed from the cache, download it again") from None
+            evict(found.path)
+            raise TinyzooError(f"{src.repo_id}/{WEIGHTS_FILE}@{found.revision[:12]}: {exc}; it was removed from the cache, download it again") from None
         if spec is not None and spec.source == "timm":
             state_dict = apply_timm_filter(state_dict, spec)
         return LoadedWeights(state_dict, str(src), found.revision, found.sha256, found.path)
     if src.kind == "torchvision":
-        found = hub.download_checkpoint(torchvision_url(src.name), offline=offline, fetch_name=fetch_name)
+        found = download_checkpoint(torchvision_url(src.name), offline=offline, fetch_name=fetch_name)
         return LoadedWeights(read_pickle(found.path), str(src), None, found.sha256, found.path)
 
     path = src.path
     if path.is_dir():
-        path = path / hub.WEIGHTS_FILE
+        path = path / WEIGHTS_FILE
         if not path.is_file():
-            raise TinyzooError(f"weights directory {src.path} has no {hub.WEIGHTS_FILE}: give a `tinyzoo adapt --out` folder or a .safetensors file")
+            raise TinyzooError(f"weights directory {src.path} has no {WEIGHTS_FILE}: give a `tinyzoo adapt --out` folder or a .safetensors file")
     if not path.is_file():
         raise TinyzooError(f"weights file {path} does not exist")
     state_dict = read_safetensors(path) if path.suffix == SAFETENSORS_SUFFIX else read_pickle(path)
-    return LoadedWeights(state_dict, str(src), None, hub.file_sha256(path), path)
+    return LoadedWeights(state_dict, str(src), None, file_sha256(path), path)
+
+
+def named_source(name: str) -> tuple[str, WeightsSource]:
+    """``(label, source)`` for an architecture name (its default weights) or a raw
+    ``hf-hub:`` / ``torchvision:`` source, as ``tinyzoo weights fetch`` takes them."""
+    from tinyzoo.registry import get_registry
+
+    if name.lower().startswith((*HF_HUB_PREFIXES, TORCHVISION_PREFIX)):
+        return name, WeightsSource.parse(name)
+    spec = get_registry().architecture(name)
+    return spec.name, WeightsSource.resolve(None, spec)
+
+
+@dataclass(frozen=True)
+class FetchedWeights:
+    """A source's file in its cache: ``detail`` names the Hub commit or the file's SHA-256."""
+
+    source: WeightsSource
+    path: Path
+    detail: str
+    downloaded: bool
+
+
+def fetch_weights(src: WeightsSource, *, force: bool = False, fetch_name: str | None = None) -> FetchedWeights | None:
+    """Bring the file of a Hub or torchvision source into its cache (``force``: again) without
+    reading its tensors; None for ``none``. A damaged Hub file is removed from the cache."""
+    label = fetch_name or str(src)
+    if src.kind == "none":
+        return None
+    if src.kind == "file":
+        raise TinyzooError(f"{label}: {src} is a local file; `weights fetch` downloads hf-hub: and torchvision: sources")
+    if src.kind == "hf-hub":
+        found = download(src.repo_id, WEIGHTS_FILE, revision=src.revision, force=force, fetch_name=label)
+        try:
+            verify_safetensors(found.path)
+        except TinyzooError as exc:
+            evict(found.path)
+            raise TinyzooError(f"{src.repo_id}/{WEIGHTS_FILE}: {exc}; it was removed from the cache, try again") from None
+        return FetchedWeights(src, found.path, f"commit {found.revision[:12]}", found.downloaded)
+    url = torchvision_url(src.name)
+    if force:
+        checkpoint_path(url).unlink(missing_ok=True)
+    found = download_checkpoint(url, fetch_name=label)
+    return FetchedWeights(src, found.path, f"sha256 {found.sha256[:12]}", found.downloaded)
 
 
 # -- fitting a model --------------------------------------------------------------------------
-def check_state_dict(model, state_dict: dict[str, Any], source: Any) -> None:
-    """Raise a one-line :class:`TinyzooError` listing the first missing, unexpected and
-    wrongly shaped keys when ``state_dict`` does not fit ``model`` exactly; return None when it does.
-
-    BatchNorm's ``num_batches_tracked`` may be missing (torch fills it in when loading).
-    """
+def mismatches(model, state_dict: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """``(missing, unexpected, shapes)``: keys of ``model`` that ``state_dict`` lacks (but
+    ``num_batches_tracked``), keys it has that ``model`` does not, and "key [weights] vs [model]"."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state_dict if k not in expected]
@@ -290,6 +306,16 @@ def check_state_dict(model, state_dict: dict[str, Any], source: Any) -> None:
         for k in expected
         if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
     ]
+    return missing, unexpected, shapes
+
+
+def check_state_dict(model, state_dict: dict[str, Any], source: Any) -> None:
+    """Raise a one-line :class:`TinyzooError` listing the first missing, unexpected and
+    wrongly shaped keys when ``state_dict`` does not fit ``model`` exactly; return None when it does.
+
+    BatchNorm's ``num_batches_tracked`` may be missing (torch fills it in when loading).
+    """
+    missing, unexpected, shapes = mismatches(model, state_dict)
     if not (missing or unexpected or shapes):
         return
 
@@ -310,9 +336,30 @@ def check_state_dict(model, state_dict: dict[str, Any], source: Any) -> None:
     )
 
 
-def load_into(model, weights: LoadedWeights) -> None:
-    """Check ``weights`` against ``model`` and copy them in (nothing happens for ``none``)."""
-    if weights.state_dict is None:
-        return
-    check_state_dict(model, weights.state_dict, weights.source)
-    model.load_state_dict(weights.state_dict, strict=True)
+def build_with_weights(spec, builder_options: dict[str, Any], loaded: LoadedWeights, *, share: bool = True) -> Any:
+    """``spec``'s network holding ``loaded``'s tensors (checked to fit first).
+
+    Built on the meta device and given the loaded tensors directly, which skips a random
+    initialisation that would be overwritten (seconds for VGG); networks with buffers that
+    are not in a state dict are built normally instead. ``share=False`` gives the network
+    copies, so that training it leaves ``loaded`` as it was.
+    """
+    import torch
+
+    from tinyzoo.builders import build, has_non_persistent_buffers
+
+    with torch.device("meta"):
+        skeleton = build(spec, **builder_options)
+    check_state_dict(skeleton, loaded.state_dict, loaded.source)
+    state = dict(loaded.state_dict) if share else {k: v.clone() for k, v in loaded.state_dict.items()}
+    for key, ref in skeleton.state_dict().items():
+        if key not in state and key.endswith("num_batches_tracked"):
+            state[key] = torch.zeros((), dtype=torch.long)
+        elif state[key].dtype != ref.dtype:
+            state[key] = state[key].to(ref.dtype)
+    if has_non_persistent_buffers(skeleton):
+        model = build(spec, **builder_options)
+        model.load_state_dict(state, strict=True)
+        return model
+    skeleton.load_state_dict(state, strict=True, assign=True)
+    return skeleton

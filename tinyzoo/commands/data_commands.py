@@ -82,42 +82,10 @@ def info_command(dir: str, as_json: bool, cache_dir: str | None, skip_bad: bool)
     Modes and sizes come from the cache's manifest when the cache is up to date, else from
     reading every file's header.
     """
-    from collections import Counter
+    from tinyzoo.data.summary import dataset_summary
 
-    from tinyzoo.data.cache import cache_state, resolve_cache_dir
-    from tinyzoo.data.sources import open_dataset
-
-    layout = open_dataset(dir, skip_bad=skip_bad)
-    splits = {}
-    per_class = {w: Counter() for w in layout.wnids}
-    for split in layout.splits:
-        files, labels = layout.split_files(split)
-        for label in labels:
-            if label >= 0:
-                per_class[layout.wnids[label]][split] += 1
-        cache = cache_state(dir, split, cache_dir=cache_dir, skip_bad=True)
-        if cache["state"] == "built":
-            modes, sizes, unreadable = cache.pop("modes"), cache.pop("sizes"), cache.pop("skipped")
-        else:
-            modes, sizes, unreadable = header_counts(layout, split, files)
-        splits[split] = {
-            "layout": layout.split_layout(split),
-            "images": len(files),
-            "modes": dict(modes),
-            "sizes": dict(sizes),
-            "unreadable": unreadable,
-            "boxes": len(layout.boxes(split)),
-            "cache": cache,
-        }
-    report = {
-        "root": str(layout.root),
-        "kind": layout.kind,
-        "classes": len(layout.wnids),
-        "cache_dir": str(resolve_cache_dir(dir, cache_dir)),
-        "splits": splits,
-        "per_class": [{"wnid": w, "name": layout.names[w], **{s: per_class[w][s] for s in splits if s != "test"}} for w in layout.wnids],
-        "skipped": layout.skipped,
-    }
+    report = dataset_summary(dir, cache_dir=cache_dir, skip_bad=skip_bad)
+    splits = report["splits"]
     if as_json:
         print_json(report)
         return
@@ -132,31 +100,8 @@ def info_command(dir: str, as_json: bool, cache_dir: str | None, skip_bad: bool)
     click.echo("")
     labelled = [s for s in splits if s != "test"]
     print_table([[c["wnid"], c["name"].split(",")[0]] + [c[s] for s in labelled] for c in report["per_class"]], ["wnid", "name"] + labelled)
-    for message in layout.skipped:
+    for message in report["skipped"]:
         click.echo(f"skipped: {message}", err=True)
-
-
-def header_counts(layout, split: str, files: list) -> tuple[dict, dict, int]:
-    """``(modes, sizes, unreadable)`` of a split's image files, from their headers (a progress bar).
-
-    Parquet rows have no files to read headers from: their counts come with the cache.
-    """
-    from collections import Counter
-
-    from tinyzoo.console import progress
-    from tinyzoo.data.layout import read_header
-
-    modes, sizes, unreadable = Counter(), Counter(), 0
-    if layout.kind == "parquet":
-        return modes, sizes, unreadable
-    for path in progress(files, desc=f"reading {split} headers", unit="img"):
-        header = read_header(path)
-        if header is None:
-            unreadable += 1
-            continue
-        modes[header[0]] += 1
-        sizes[f"{header[1][0]}x{header[1][1]}"] += 1
-    return modes, sizes, unreadable
 
 
 def counts_text(counts: dict) -> str:

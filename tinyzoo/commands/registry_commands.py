@@ -8,12 +8,6 @@ from tinyzoo.console import format_count, percent, print_json, print_table
 from tinyzoo.registry import get_registry
 
 
-def best_result(spec):
-    """The highest validation top-1 a report gives for ``spec``, or None."""
-    scored = [r for r in spec.results if r.val_top1 is not None]
-    return max(scored, key=lambda r: r.val_top1) if scored else None
-
-
 @click.command("list")
 @click.argument("pattern", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of full specs.")
@@ -31,7 +25,7 @@ def list_command(pattern: str | None, as_json: bool) -> None:
         return
     rows = []
     for s in specs:
-        best = best_result(s)
+        best = s.best_result()
         rows.append([
             s.name, s.family, s.source, s.input_size, ",".join(s.stems), format_count(s.params),
             f"{percent(best.val_top1, scale=1)} ({best.report})" if best else "", s.weights or "none",
@@ -77,9 +71,10 @@ def info_command(name: str, as_json: bool) -> None:
 def plugins_command(show_all: bool, as_json: bool) -> None:
     """List installed plugins, their hooks, and any that failed to load."""
     from tinyzoo.plugin_loader import get_host
+    from tinyzoo.registry import registry_of
 
     host = get_host()
-    host.registry  # registering can fail a plugin too
+    registry_of(host)  # registering can fail a plugin too
     records = [r for r in host.records.values() if show_all or not r.builtin or r.status == "failed"]
     if as_json:
         print_json([r.to_dict() for r in records])

@@ -7,29 +7,7 @@ from __future__ import annotations
 
 import click
 
-from tinyzoo.console import print_json, print_table
-from tinyzoo.errors import TinyzooError
-
-
-def format_size(n: int | None) -> str:
-    """46807448 -> '46.8 MB'."""
-    if n is None:
-        return "-"
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
-
-
-def resolve_fetch_target(name: str):
-    """(label, WeightsSource) for an architecture name or a raw ``hf-hub:`` / ``torchvision:`` source."""
-    from tinyzoo.registry import get_registry
-    from tinyzoo.weights import HF_HUB_PREFIXES, TORCHVISION_PREFIX, WeightsSource
-
-    if name.lower().startswith((*HF_HUB_PREFIXES, TORCHVISION_PREFIX)):
-        return name, WeightsSource.parse(name)
-    spec = get_registry().architecture(name)
-    return spec.name, WeightsSource.resolve(None, spec)
+from tinyzoo.console import format_size, print_json, print_table
 
 
 @click.group("weights")
@@ -50,33 +28,17 @@ def fetch_command(names: tuple[str, ...], force: bool) -> None:
 
     `tinyzoo weights fetch resnet18 alexnet`; `tinyzoo weights fetch hf-hub:timm/resnet50.a1_in1k`.
     """
-    from tinyzoo import hub
-    from tinyzoo.weights import torchvision_url, verify_safetensors
+    from tinyzoo.weights import fetch_weights, named_source
 
-    targets = [resolve_fetch_target(name) for name in dict.fromkeys(names)]  # unknown names fail before any download
+    targets = [named_source(name) for name in dict.fromkeys(names)]  # unknown names fail before any download
     for label, src in targets:
-        if src.kind == "none":
+        fetched = fetch_weights(src, force=force, fetch_name=label)
+        if fetched is None:
             click.echo(f"{label}: no pretrained weights (trained from scratch); nothing to fetch")
             continue
-        if src.kind == "file":
-            raise TinyzooError(f"{label}: {src} is a local file; `weights fetch` downloads hf-hub: and torchvision: sources")
-        if src.kind == "hf-hub":
-            found = hub.download(src.repo_id, hub.WEIGHTS_FILE, revision=src.revision, force=force, fetch_name=label)
-            try:
-                verify_safetensors(found.path)
-            except TinyzooError as exc:
-                hub.evict(found.path)
-                raise TinyzooError(f"{src.repo_id}/{hub.WEIGHTS_FILE}: {exc}; it was removed from the cache, try again") from None
-            path, detail, downloaded = found.path, f"commit {found.revision[:12]}", found.downloaded
-        else:
-            url = torchvision_url(src.name)
-            if force:
-                (hub.torch_checkpoints_dir() / url.rsplit("/", 1)[-1]).unlink(missing_ok=True)
-            found = hub.download_checkpoint(url, fetch_name=label)
-            path, detail, downloaded = found.path, f"sha256 {found.sha256[:12]}", found.downloaded
-        state = "downloaded" if downloaded else "cached"
+        state = "downloaded" if fetched.downloaded else "cached"
         named = label if label == str(src) else f"{label}: {src}"
-        click.echo(f"{named} ({detail}, {format_size(path.stat().st_size)}) {state}: {path}")
+        click.echo(f"{named} ({fetched.detail}, {format_size(fetched.path.stat().st_size)}) {state}: {fetched.path}")
 
 
 @weights_group.command("list")
@@ -114,10 +76,8 @@ def push_command(directory: str, repo_id: str, revision: str | None, private: bo
     (`hf auth login`) or set HF_TOKEN.
     """
     from tinyzoo import hub
-    from tinyzoo.weights import REPO_ID_RE
 
-    if not REPO_ID_RE.fullmatch(repo_id):
-        raise TinyzooError(f"repo id {repo_id!r}: expected ORG/NAME, e.g. me/resnet18-tiny-imagenet")
+    hub.check_repo_id(repo_id)
     model_dir = hub.check_model_dir(directory)
     target = f"{hub.hub_endpoint()}/{repo_id} (revision {revision or hub.DEFAULT_REVISION}{', private' if private else ''})"
     if dry_run:

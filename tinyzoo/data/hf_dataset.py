@@ -17,16 +17,8 @@ import re
 from pathlib import Path
 
 from tinyzoo.errors import TinyzooError, one_line
-from tinyzoo.hub import (
-    COMMIT_RE,
-    DEFAULT_REVISION,
-    evict,
-    hub_cache_dir,
-    hub_endpoint,
-    offline_mode,
-    request_timeout,
-    verify_hub_file,
-)
+from tinyzoo.hub.hf import COMMIT_RE, evict, verify_hub_file
+from tinyzoo.hub.settings import DEFAULT_REVISION, hub_cache_dir, hub_endpoint, offline_mode, request_timeout
 
 HUB_VALUE_RE = re.compile(r"hf:([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(\S+))?")
 CARD = "README.md"

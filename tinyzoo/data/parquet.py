@@ -21,12 +21,13 @@ import re
 from pathlib import Path
 
 from tinyzoo.data.layout import SPLITS, check_split, decode_items
-from tinyzoo.data.sources import PARQUET, hub_snapshot
 from tinyzoo.errors import TinyzooError, one_line
+from tinyzoo.hub.cache import hub_snapshot
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "valid": "val", "validation": "val", "val": "val", "test": "test"}
 SHARD_RE = re.compile(r"-(\d{5})-of-(\d{5})")
 PYARROW_HINT = "reading Parquet datasets needs pyarrow: pip install 'tinyzoo[hf]'"
+PARQUET = "parquet"  # the dataset kind
 GLOBS = ("*.parquet", "*/*.parquet", "*/*/*.parquet")
 
 

@@ -18,13 +18,13 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+from tinyzoo.data.parquet import PARQUET
 from tinyzoo.errors import TinyzooError
+from tinyzoo.hub.cache import hub_snapshot
 
 HUB_PREFIX = "hf:"
 TINY_IMAGENET = "tiny-imagenet"
 CLASS_FOLDERS = "class folders"
-PARQUET = "parquet"
-HUB_SNAPSHOTS = "snapshots"  # huggingface_hub's cache: datasets--ORG--NAME/snapshots/<commit>/
 
 
 class Dataset(Protocol):
@@ -116,15 +116,6 @@ def detect_layout(root: Path) -> str:
     if has_images(train):
         raise TinyzooError(f"{train}: images lie directly in it; put each class's images in a folder of its own (train/<class>/*.jpg)")
     raise TinyzooError(f"{train}: no class folders with images (.jpg, .jpeg, .png) in it; expected train/<class>/*.jpg, one folder per class")
-
-
-def hub_snapshot(root: Path) -> tuple[str, str] | None:
-    """``(repo_id, commit)`` when ``root`` is a dataset's snapshot folder in the Hugging Face cache."""
-    parts = Path(root).parts
-    if len(parts) >= 3 and parts[-2] == HUB_SNAPSHOTS and parts[-3].startswith("datasets--"):
-        org_name = parts[-3][len("datasets--"):]
-        return org_name.replace("--", "/", 1), parts[-1]
-    return None
 
 
 def cache_name(root: Path) -> str:

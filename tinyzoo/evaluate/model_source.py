@@ -1,109 +1,20 @@
 """What a MODEL argument names, and loading it.
 
-MODEL is one of:
-
-- an adapted-model directory (``tinyzoo adapt --out`` or a run's ``best/``): it holds
-  ``config.json`` and ``model.safetensors``;
-- a run directory (``tinyzoo train``): its ``best/`` is used;
-- a Hub id ``ORG/NAME[@REVISION]`` or ``hf-hub:ORG/NAME[@REVISION]``: the adapted-model repo's
-  ``config.json`` and ``model.safetensors`` are downloaded (or read from the cache) through
-  :mod:`tinyzoo.hub`.
-
-A local path wins over a Hub id of the same spelling.
+Resolving a MODEL argument (an adapted-model directory, a run directory, or a Hub id) is
+:mod:`tinyzoo.locate`'s job, shared with ``tinyzoo.load``; its names are imported here.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from tinyzoo.errors import TinyzooError
+from tinyzoo.locate import RECIPE_FILE, SNAPSHOTS_DIR, ModelSource, resolve
+from tinyzoo.model_files import is_model_dir
 from tinyzoo.specs import IMAGE_SIZE
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-BEST_DIR = "best"
-SNAPSHOTS_DIR = "snapshots"
-CHECKPOINTS_DIR = "checkpoints"
-RECIPE_FILE = "recipe.toml"
 # what the eval pipeline of a run's recipe may say that matters once views are cut
 NORMALISATION_KEYS = ("normalize", "mean", "std")
-HUB_ID_RE = re.compile(r"(?:hf[-_]hub:)?([A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@([\w./-]+))?")
-FORMS = "an adapted-model directory (config.json + model.safetensors), a run directory (with best/), or a Hub id ORG/NAME"
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """A resolved MODEL argument: ``path`` is the adapted-model directory to load, ``kind`` is
-    ``"dir"``, ``"run"`` or ``"hub"``, ``label`` a short name for tables and file names,
-    ``argument`` what the user typed, ``run_dir`` the training run the model belongs to (a
-    run directory, its ``best/``, a snapshot or a checkpoint), else None."""
-
-    path: Path
-    kind: str
-    label: str
-    argument: str
-    run_dir: Path | None = None
-
-
-def is_model_dir(path: Path) -> bool:
-    """Whether ``path`` is an adapted-model directory (holds config.json and model.safetensors)."""
-    return (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
-
-
-def run_dir_of(path: Path) -> Path | None:
-    """The run directory an adapted-model directory belongs to (its ``best/``, a snapshot or a
-    checkpoint), found by the run's ``recipe.toml``; None for a stand-alone model."""
-    path = Path(path).absolute()
-    candidates = [path.parent] if path.name == BEST_DIR else []
-    if path.parent.name in (SNAPSHOTS_DIR, CHECKPOINTS_DIR):
-        candidates.append(path.parent.parent)
-    return next((c for c in candidates if (c / RECIPE_FILE).is_file()), None)
-
-
-def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` is a training run directory (holds an adapted-model ``best/``)."""
-    return is_model_dir(path / BEST_DIR)
-
-
-def resolve(argument: str, *, offline: bool | None = None) -> ModelSource:
-    """Resolve ``argument`` (see module doc) to an adapted-model directory on disk.
-
-    Raises a one-line :class:`TinyzooError` saying which of the forms it is not.
-    """
-    text = str(argument).strip()
-    path = Path(text).expanduser()
-    if path.is_dir():
-        if is_model_dir(path):
-            return ModelSource(path, "dir", _label(path), text, run_dir=run_dir_of(path))
-        if is_run_dir(path):
-            return ModelSource(path / BEST_DIR, "run", _label(path), text, run_dir=path)
-        if (path / CONFIG_FILE).is_file():
-            raise TinyzooError(f"{path} has {CONFIG_FILE} but no {WEIGHTS_FILE}; an adapted-model directory needs both")
-        if (path / BEST_DIR).is_dir():
-            raise TinyzooError(f"run directory {path}: {path / BEST_DIR} holds no {CONFIG_FILE} + {WEIGHTS_FILE} (has training saved a best checkpoint yet?)")
-        raise TinyzooError(f"{path} is neither an adapted-model directory ({CONFIG_FILE} + {WEIGHTS_FILE}) nor a run directory (best/)")
-    match = HUB_ID_RE.fullmatch(text)
-    if match and not path.exists() and not text.startswith((".", "/", "~")):
-        repo_id, revision = match.group(1), match.group(2)
-        return ModelSource(download_model_dir(repo_id, revision, offline=offline), "hub", repo_id.replace("/", "--"), text)
-    if path.exists():
-        raise TinyzooError(f"{path} is a file; MODEL must be {FORMS}")
-    raise TinyzooError(f"MODEL {text!r}: no such directory; expected {FORMS}")
-
-
-def download_model_dir(repo_id: str, revision: str | None = None, *, offline: bool | None = None) -> Path:
-    """The cached snapshot folder of Hub repo ``repo_id`` holding its config.json and
-    model.safetensors, both at the same commit."""
-    from tinyzoo import hub
-
-    config = hub.download(repo_id, CONFIG_FILE, revision=revision, offline=offline)
-    # the weights are pinned to the commit the config resolved to, so the two always match
-    weights = hub.download(repo_id, WEIGHTS_FILE, revision=config.revision, offline=offline)
-    if weights.path.parent != config.path.parent:
-        raise TinyzooError(f"Hub repo {repo_id}: {CONFIG_FILE} and {WEIGHTS_FILE} were cached in different snapshot folders")
-    return config.path.parent
 
 
 def snapshot_dirs(run_dir: Path) -> list[Path]:
@@ -170,8 +81,3 @@ def preprocess_for(source: ModelSource, model, *, data_dir=None, cache_dir=None,
     # the whole 64x64 image is normalised; the views are cut from it afterwards
     pipeline = Pipeline.from_config({**cfg, "crop": IMAGE_SIZE, "eval_crop": "center"}, stats=stats, train=False)
     return Preprocess(crop or recipe.evaluation.crop, pipeline=pipeline, origin=str(recipe_path))
-
-
-def _label(path: Path) -> str:
-    path = path.resolve()
-    return path.parent.name + "-" + path.name if path.name == BEST_DIR else path.name

@@ -50,6 +50,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from tinyzoo.adapt_report import Changes
 from tinyzoo.errors import TinyzooError
 
 POOLS = ("avg", "max")
@@ -495,3 +496,19 @@ def convolutionize(model: nn.Module, classifier: str, input_size: int, *, pool: 
     net.training = model.training
     net.min_input_size = _min_input_size(net, channels)
     return net
+
+
+def adapt_convolutionize(model: nn.Module, spec, *, input_size: int, pool: str = "avg") -> tuple[nn.Module, Changes]:
+    """The ``convolutionize`` adapter: the classifier's Linear layers become convolutions.
+
+    ``input_size`` is the size at which the result equals the original exactly (the adapted
+    size: 56 after ``stem small``). Linear weights keep their keys and values, reshaped.
+    """
+    before = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    net = convolutionize(model, spec.classifier or "", input_size, pool=pool)
+    changes = Changes()
+    for key, value in net.state_dict().items():
+        if key in before and tuple(value.shape) != before[key]:
+            changes.copy(key, key)
+    changes.note(f"classifier convolutionized: exact at {input_size}x{input_size}, score map averaged ({pool}) on larger input")
+    return net, changes

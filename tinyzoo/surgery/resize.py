@@ -1,16 +1,18 @@
-"""Upsampling the input in front of a network (``--stem resize``: Kim's first runs, Milani's 64 -> 299)."""
+"""Upsampling the input in front of a network (``--stem resize``: Kim's first runs, Milani's 64 -> 299).
+
+:class:`InputResize` is the layer; :func:`adapt_resize` is the ``resize`` adapter that puts
+it in front of a network without changing the network's layer names.
+"""
 
 from __future__ import annotations
-
-from collections import OrderedDict
 
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from tinyzoo.adapt_report import Changes
 from tinyzoo.errors import TinyzooError
-
-MODES = ("bilinear", "bicubic")
+from tinyzoo.specs import CROP_SIZE, RESIZE_MODES
 
 
 class InputResize(nn.Module):
@@ -23,8 +25,8 @@ class InputResize(nn.Module):
 
     def __init__(self, size: int, mode: str = "bilinear", antialias: bool = False):
         super().__init__()
-        if mode not in MODES:
-            raise TinyzooError(f"unknown input resize mode {mode!r}; choose one of: {', '.join(MODES)}")
+        if mode not in RESIZE_MODES:
+            raise TinyzooError(f"unknown input resize mode {mode!r}; choose one of: {', '.join(RESIZE_MODES)}")
         if not isinstance(size, int) or size <= 0:
             raise TinyzooError(f"input resize size must be a positive int, not {size!r}")
         self.size, self.mode, self.antialias = size, mode, antialias
@@ -38,10 +40,34 @@ class InputResize(nn.Module):
         return f"size={self.size}, mode={self.mode!r}, antialias={self.antialias}"
 
 
-def with_input_resize(model: nn.Module, size: int, mode: str = "bilinear", *, antialias: bool = False) -> nn.Sequential:
-    """``nn.Sequential(resize=InputResize(size, mode, antialias), net=model)``.
+def _resize_pre_hook(module: nn.Module, args):
+    # The upsampling layer sits in front of everything the network does.
+    return (module.input_resize(args[0]), *args[1:])
 
-    The model is wrapped, not copied. Its state-dict keys gain the prefix ``net.``
-    (``net.conv1.weight``); ``resize`` has no parameters or buffers, so it adds no keys.
+
+def adapt_resize(model: nn.Module, spec, *, size: int, mode: str = "bicubic") -> tuple[nn.Module, Changes]:
+    """The ``resize`` adapter: the network unchanged, its input upsampled to ``size`` first.
+
+    The :class:`InputResize` layer is registered as ``model.input_resize`` (no tensors) and run
+    by a forward pre-hook, so state-dict keys and layer names stay the architecture's.
     """
-    return nn.Sequential(OrderedDict(resize=InputResize(size, mode, antialias), net=model))
+    if mode not in RESIZE_MODES:
+        raise TinyzooError(f"option resize_mode={mode!r} is not one of: {', '.join(RESIZE_MODES)}")
+    if hasattr(model, "input_resize"):
+        raise TinyzooError(f"{spec.name!r} already has an input_resize layer; apply the resize adapter once")
+    model.input_resize = InputResize(size, mode)
+    model.register_forward_pre_hook(_resize_pre_hook)
+    changes = Changes(input_size=CROP_SIZE)
+    changes.note(f"input upsampled ({mode}) to {size}x{size} before the network")
+    return model, changes
+
+
+def remove_resize(model: nn.Module) -> bool:
+    """Undo :func:`adapt_resize` on ``model``; returns whether it had one."""
+    if not hasattr(model, "input_resize"):
+        return False
+    for key, hook in list(model._forward_pre_hooks.items()):
+        if hook is _resize_pre_hook:
+            del model._forward_pre_hooks[key]
+    del model.input_resize
+    return True

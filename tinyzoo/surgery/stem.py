@@ -155,16 +155,15 @@ def small_stem_inception(model: nn.Module, spec, *, kernel_resize: str = "bicubi
 def small_stem_vit(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
     """timm ViT: patches shrunk so 56x56 input gives the native token grid (16 -> 4 at 224).
 
-    The patch embedding is resampled (``pi`` is the FlexiViT choice); position embeddings are
-    untouched. Other input sizes work too: the model is switched to timm's dynamic image size,
-    which interpolates the position embeddings for grids other than the native one.
+    The patch embedding is resampled by ``kernel_resize`` (``pi`` is the FlexiViT choice, the
+    method of timm's ``resample_patch_embed``); position embeddings are untouched. Other input
+    sizes work too: the model is switched to timm's dynamic image size, which interpolates the
+    position embeddings for grids other than the native one.
     """
-    from timm.layers import Format
-
     changes = Changes(input_size=CROP_SIZE)
     embed = getattr(model, "patch_embed", None)
-    if embed is None or not isinstance(getattr(embed, "proj", None), nn.Conv2d):
-        raise TinyzooError(f"{spec.name!r} has no timm patch_embed.proj convolution; stem small for ViTs needs one")
+    if embed is None or not isinstance(getattr(embed, "proj", None), nn.Conv2d) or not hasattr(model, "set_input_size"):
+        raise TinyzooError(f"{spec.name!r} has no timm patch_embed.proj convolution and set_input_size(); stem small for ViTs needs both")
     grid = tuple(embed.grid_size)
     if grid[0] != grid[1] or CROP_SIZE % grid[0]:
         raise TinyzooError(
@@ -172,17 +171,33 @@ def small_stem_vit(model: nn.Module, spec, *, kernel_resize: str = "bicubic") ->
             f"(works when {CROP_SIZE} is a multiple of the grid, e.g. patch 16 at 224)"
         )
     patch = CROP_SIZE // grid[0]
-    path = spec.first_conv or "patch_embed.proj"
-    replace_first_conv(model, path, patch, patch, 0, kernel_resize, changes)
-    embed.patch_size = (patch, patch)
-    embed.img_size, embed.grid_size, embed.num_patches = (CROP_SIZE, CROP_SIZE), grid, grid[0] * grid[1]
-    # Dynamic size: 64x64 input gives 16x16 tokens with interpolated position embeddings.
+    replace_first_conv(model, spec.first_conv or "patch_embed.proj", patch, patch, 0, kernel_resize, changes)
+    # timm's own resize: patch size, image size and grid. The kernel is already patch x patch, so
+    # the resample it runs (resample_patch_embed) keeps the values this adapter chose; the new
+    # Conv2d it builds must not draw from the caller's random numbers (a random head comes next).
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        model.set_input_size(img_size=(CROP_SIZE, CROP_SIZE), patch_size=(patch, patch))
+    _dynamic_img_size(model)
+    changes.note(f"patches {patch}x{patch}: {grid[0]}x{grid[1]} tokens at {CROP_SIZE} px, position embeddings unchanged")
+    return model, changes
+
+
+def _dynamic_img_size(model: nn.Module) -> None:
+    """What timm's ``VisionTransformer(dynamic_img_size=True)`` sets up, on a built model.
+
+    timm offers it only as a constructor argument (no setter; set_input_size keeps a fixed
+    size), and the adapter runs on a built network, so it sets the four attributes that
+    argument sets: 64x64 input then gives 16x16 tokens with interpolated position embeddings.
+    """
+    from timm.layers import Format
+
+    embed = model.patch_embed
     embed.strict_img_size = False
     embed.flatten = False
     embed.output_fmt = Format.NHWC
     model.dynamic_img_size = True
-    changes.note(f"patches {patch}x{patch}: {grid[0]}x{grid[1]} tokens at {CROP_SIZE} px, position embeddings unchanged")
-    return model, changes
 
 
 def stage_sizes(model: nn.Module, stages, input_size: int, *, channels: int = 3) -> dict[str, tuple[int, ...]]:

@@ -1,7 +1,9 @@
-"""An example tinyzoo plugin: a tiny CNN for 64x64 input and a recipe that trains it.
+"""An example tinyzoo plugin: a tiny CNN for 64x64 input, an adapter step of its own, and a
+recipe that trains it.
 
 Install it with ``pip install ./docs/examples/tinyzoo-example-plugin``; then
-``tinyzoo list tiny_cnn`` and ``tinyzoo plugins`` show it.
+``tinyzoo list tiny_cnn`` and ``tinyzoo plugins`` show it, and ``tinyzoo adapt tiny_cnn
+--weights none --out tiny`` runs its adapter step.
 """
 
 import tinyzoo
@@ -38,6 +40,29 @@ def register_architectures(register):
             description="A four-layer CNN from the example plugin",
         )
     )
+
+
+def head_dropout(model, spec, *, p: float = 0.2):
+    """Dropout in front of the tiny CNN's classifier: no tensor changes, and in eval mode the
+    network computes what it did before. Returns the model and what changed."""
+    from torch import nn
+
+    from tinyzoo.adapt_report import Changes
+
+    model[5] = nn.Sequential(nn.Flatten(), nn.Dropout(p))  # model[5] is the Flatten
+    return model, Changes().note(f"dropout {p} before the classifier")
+
+
+@tinyzoo.hookimpl
+def register_adapters(register):
+    register(tinyzoo.AdapterSpec(
+        name="tiny-cnn-dropout",
+        role="head-dropout",  # a step of this plugin's own, not one of tinyzoo's roles ...
+        order=250,  # ... so it needs an order: after the head (200), before convolutionize (300)
+        families=("tiny_cnn",),
+        apply="tinyzoo_example_plugin:head_dropout",
+        description="dropout 0.2 in front of the classifier",
+    ))
 
 
 @tinyzoo.hookimpl
