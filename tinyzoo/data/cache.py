@@ -35,12 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyzoo.atomic_files import atomic_path, sweep_temporaries, write_atomic
-from tinyzoo.data.layout import (
-    ANNOTATIONS,
-    ResizedImagesWarning,
-    TinyImageNet,
-    decode_chunk,
-)
+from tinyzoo.data.layout import ResizedImagesWarning, TinyImageNet, decode_chunk
 from tinyzoo.errors import TinyzooError
 from tinyzoo.specs import IMAGE_SIZE
 
@@ -143,16 +138,6 @@ def scan_entries(layout: TinyImageNet, split: str) -> tuple[list[Path], list[lis
             continue
         entries.append([path.relative_to(layout.root).as_posix(), st.st_size, st.st_mtime_ns, label])
     return files, entries
-
-
-def source_signature(layout: TinyImageNet) -> list:
-    """Sizes and mtimes of the text files labels come from."""
-    sig = []
-    for name in ("wnids.txt", ANNOTATIONS):
-        path = layout.root / name
-        st = path.stat() if path.is_file() else None
-        sig.append([name, st.st_size if st else -1, st.st_mtime_ns if st else -1])
-    return sig
 
 
 def manifest_path(cache: Path, split: str) -> Path:
