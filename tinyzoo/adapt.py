@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from tinyzoo import preprocess as preprocessing
 from tinyzoo.atomic_files import fsync_dir, fsync_file, replace_dir, temp_dir_beside
 from tinyzoo.adapt_report import AdaptationReport, Changes, ProvenanceTracker, TensorRecord
 from tinyzoo.errors import TinyzooError, one_line
@@ -337,9 +338,7 @@ def create(
         "names": [names.get(w, w) for w in wnid_list] if wnid_list else None,
         "input_size": input_size,
         "native_input_size": spec.input_size,
-        "mean": list(spec.mean),
-        "std": list(spec.std),
-        "interpolation": spec.interpolation,
+        "preprocess": preprocessing.for_architecture(spec, input_size).to_config(),
         "first_conv": spec.first_conv,
         "classifier": spec.classifier,
         "aux_classifiers": [] if dropped_aux else list(spec.aux_classifiers),
@@ -402,9 +401,7 @@ def model_card(config: dict[str, Any]) -> str:
         f"(`{config.get('head_init')}` initialisation), adapted from `{source}`"
         + (f" (revision `{weights['revision']}`)" if weights.get("revision") else "")
         + (f" (sha256 `{weights['sha256'][:16]}...`)" if weights.get("sha256") else "")
-        + ". It expects "
-        f"{config.get('input_size')}x{config.get('input_size')} RGB input normalised with mean "
-        f"{config.get('mean')} and std {config.get('std')}.",
+        + f". It expects {preprocessing.describe(config)} (config.json's `preprocess`).",
         "",
         "It has been adapted, not trained: see the report below for what was copied, resampled,",
         "sliced or newly initialised.",
@@ -435,6 +432,7 @@ def _write_model_files(model, config: dict[str, Any], folder: Path) -> None:
     from safetensors.torch import save_file
 
     save_file(_tensors_for_file(model), str(folder / WEIGHTS_FILE), metadata={"format": "pt", "tinyzoo_architecture": config["architecture"]})
+    preprocessing.save_tensors(model, folder)
     (folder / CARD_FILE).write_text(model_card(config), encoding="utf-8")
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     for name in MODEL_FILES:
@@ -444,10 +442,11 @@ def _write_model_files(model, config: dict[str, Any], folder: Path) -> None:
 def save(model, directory: str | os.PathLike) -> Path:
     """Write ``model`` (from :func:`create` or :func:`load`) to ``directory``; returns its path.
 
-    Writes ``model.safetensors``, ``README.md`` and ``config.json``, all three into a
-    temporary sibling folder first: a new directory appears whole by one rename; in an
-    existing directory each file is replaced by a rename (config.json last) and nothing else
-    in it is touched. No file is ever seen half-written, and a failure while writing leaves
+    Writes ``model.safetensors``, ``README.md`` and ``config.json`` (and, for a model
+    normalised by a per-pixel mean, ``preprocess.safetensors``), all into a temporary
+    sibling folder first: a new directory appears whole by one rename; in an existing
+    directory each file is replaced by a rename (config.json last) and nothing else in it
+    is touched. No file is ever seen half-written, and a failure while writing leaves
     the old files as they were.
     """
     config = getattr(model, "tinyzoo_config", None)
@@ -462,8 +461,8 @@ def save(model, directory: str | os.PathLike) -> Path:
         if not target.exists():
             replace_dir(staging, target)
             return target
-        for name in MODEL_FILES:
-            os.replace(staging / name, target / name)
+        for path in sorted(staging.iterdir(), key=lambda p: p.name == CONFIG_FILE):  # config.json last
+            os.replace(path, target / path.name)
         fsync_dir(target)
         return target
     finally:
@@ -553,6 +552,7 @@ def load(directory: str | os.PathLike, *, device: Any = None):
         model.to(device)
     model.tinyzoo_config = config
     model.tinyzoo_report = AdaptationReport.from_dict(config["report"]) if "report" in config else None
+    preprocessing.load_tensors(model, root)
     return model
 
 
@@ -595,6 +595,7 @@ def restem(model, stem: str, *, kernel_resize: str = "bicubic"):
         input_size = changes.input_size or input_size
         notes = changes.notes
     config.update(adapters=adapters, stem=stem, input_size=input_size, kernel_resize=kernel_resize)
+    preprocessing.record(model, preprocessing.of(model).with_crop(input_size))
     if report is not None:
         report.tensors = list(tracker.records.values())
         report.adapters, report.input_size = adapters, input_size

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinyzoo.errors import TinyzooError
-from tinyzoo.specs import IMAGE_SIZE
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -27,8 +26,6 @@ BEST_DIR = "best"
 SNAPSHOTS_DIR = "snapshots"
 CHECKPOINTS_DIR = "checkpoints"
 RECIPE_FILE = "recipe.toml"
-# what the eval pipeline of a run's recipe may say that matters once views are cut
-NORMALISATION_KEYS = ("normalize", "mean", "std")
 HUB_ID_RE = re.compile(r"(?:hf[-_]hub:)?([A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@([\w./-]+))?")
 FORMS = "an adapted-model directory (config.json + model.safetensors), a run directory (with best/), or a Hub id ORG/NAME"
 
@@ -99,11 +96,24 @@ def download_model_dir(repo_id: str, revision: str | None = None, *, offline: bo
     from tinyzoo import hub
 
     config = hub.download(repo_id, CONFIG_FILE, revision=revision, offline=offline)
-    # the weights are pinned to the commit the config resolved to, so the two always match
-    weights = hub.download(repo_id, WEIGHTS_FILE, revision=config.revision, offline=offline)
-    if weights.path.parent != config.path.parent:
-        raise TinyzooError(f"Hub repo {repo_id}: {CONFIG_FILE} and {WEIGHTS_FILE} were cached in different snapshot folders")
+    # the other files are pinned to the commit the config resolved to, so they always match
+    for name in (WEIGHTS_FILE, *companion_files(config.path)):
+        other = hub.download(repo_id, name, revision=config.revision, offline=offline)
+        if other.path.parent != config.path.parent:
+            raise TinyzooError(f"Hub repo {repo_id}: {CONFIG_FILE} and {name} were cached in different snapshot folders")
     return config.path.parent
+
+
+def companion_files(config_path: Path) -> list[str]:
+    """Files beside model.safetensors that a config.json names (the per-pixel mean of ``preprocess``)."""
+    import json
+
+    try:
+        entry = json.loads(Path(config_path).read_text(encoding="utf-8")).get("preprocess") or {}
+    except (OSError, ValueError, AttributeError):
+        return []  # loading the model reports what is wrong with it
+    name = entry.get("pixel_mean") if isinstance(entry, dict) else None
+    return [name] if isinstance(name, str) and name else []
 
 
 def snapshot_dirs(run_dir: Path) -> list[Path]:
@@ -138,38 +148,22 @@ def load(source: ModelSource | str, *, offline: bool | None = None):
     return load_adapted(source.path)
 
 
-def preprocess_for(source: ModelSource, model, *, data_dir=None, cache_dir=None, crop: int | None = None):
-    """How ``model`` (loaded from ``source``) wants its images: a
-    :class:`~tinyzoo.evaluate.predictions.Preprocess`.
+def recorded_data(source: ModelSource) -> str | None:
+    """The dataset directory the model's training run read (its run.json), when it is still on disk."""
+    if source.run_dir is None or not (Path(source.run_dir) / "run.json").is_file():
+        return None
+    from tinyzoo.train.rundir import read_settings
 
-    A model from a run takes its run's ``recipe.toml``: ``evaluation.crop`` and the
-    normalisation of ``data.eval`` (``dataset`` and ``pixel`` use the statistics of
-    ``data_dir``'s training split, as the trainer did). Any other model takes its
-    config.json's ``input_size``, ``mean`` and ``std``. ``crop`` overrides the crop size.
-    """
-    from tinyzoo.evaluate.predictions import Preprocess
+    recorded = read_settings(source.run_dir).get("data")
+    return recorded if recorded and Path(recorded).is_dir() else None
 
-    config = getattr(model, "tinyzoo_config", None) or {}
-    recipe_path = source.run_dir / RECIPE_FILE if source.run_dir is not None else None
-    if recipe_path is None or not recipe_path.is_file():
-        return Preprocess.from_config(config, crop)
-    from tinyzoo.data.augment import Pipeline
-    from tinyzoo.recipe import load_recipe
 
-    recipe = load_recipe(recipe_path)
-    cfg = {k: v for k, v in dict(recipe.data.eval).items() if k in NORMALISATION_KEYS}
-    stats = None
-    if cfg.get("normalize") in ("dataset", "pixel"):
-        if data_dir is None:
-            raise TinyzooError(
-                f"{recipe_path}: data.eval normalize = {cfg['normalize']!r} needs the training split's statistics; pass --data DIR"
-            )
-        from tinyzoo.data.cache import open_split
-
-        stats = open_split(data_dir, "train", cache_dir=cache_dir)
-    # the whole 64x64 image is normalised; the views are cut from it afterwards
-    pipeline = Pipeline.from_config({**cfg, "crop": IMAGE_SIZE, "eval_crop": "center"}, stats=stats, train=False)
-    return Preprocess(crop or recipe.evaluation.crop, pipeline=pipeline, origin=str(recipe_path))
+def eval_dir(source: ModelSource, *parts: str) -> Path:
+    """Where evaluation results go by default: ``<run or model dir>/eval/...`` for a local model,
+    ``./tinyzoo-eval/<repo>/...`` for a Hub one."""
+    if source.kind == "hub":
+        return Path("tinyzoo-eval", source.label, *parts)
+    return Path(source.run_dir or source.path) / "eval" / Path(*parts)
 
 
 def _label(path: Path) -> str:
