@@ -6,7 +6,8 @@ validation both score here: each batch is prepared by the model's own
 (:mod:`~tinyzoo.evaluate.views`), and run as one forward under the scoring policy of
 :mod:`tinyzoo.runtime` (bf16 autocast on CUDA, full precision on the CPU, channels_last), in
 batches of the same size; probabilities and hits are counted by the same functions. So a run's
-``val_top1`` is exactly what ``tinyzoo eval RUN --tta center`` reports.
+``val_top1`` is exactly what ``tinyzoo eval RUN --tta center`` reports (on CUDA, up to the
+algorithms cuDNN picks).
 """
 
 from __future__ import annotations
