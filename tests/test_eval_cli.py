@@ -208,6 +208,22 @@ def test_hub_id_resolves_to_the_cached_snapshot(tmp_path, monkeypatch):
         model_source.resolve("someone/other")
 
 
+def test_a_hub_model_comes_with_the_pixel_mean_its_config_names(tmp_path, monkeypatch):
+    from hub_server import write_cache_entry
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("TINYZOO_OFFLINE", "1")
+    cache, commit = tmp_path / "hf" / "hub", "b" * 40
+    config = json.dumps({"preprocess": {"crop": 56, "normalize": "pixel", "pixel_mean": "preprocess.safetensors"}}).encode()
+    write_cache_entry(cache, "someone/zhai-r20", "config.json", config, commit=commit)
+    write_cache_entry(cache, "someone/zhai-r20", "model.safetensors", b"x", commit=commit)
+    with pytest.raises(TinyzooError, match="preprocess.safetensors"):  # named by config.json, not in the cache
+        model_source.resolve("someone/zhai-r20")
+    write_cache_entry(cache, "someone/zhai-r20", "preprocess.safetensors", b"y", commit=commit)
+    source = model_source.resolve("someone/zhai-r20")
+    assert (source.path / "preprocess.safetensors").read_bytes() == b"y"
+
+
 def test_cli_errors_are_one_line(sample, tmp_path):
     result = CliRunner().invoke(cli, ["eval", str(tmp_path / "nope"), "--data", str(sample)])
     assert result.exit_code == 1
