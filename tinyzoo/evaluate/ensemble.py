@@ -130,12 +130,6 @@ def softmax_ensemble(member_probs: list, labels=None, size: int | None = None) -
     return Choice(softmax_average([member_probs[i] for i in kept]), kept)
 
 
-def vote_ensemble(member_probs: list, fallback_probs) -> Choice:
-    """Zhai's majority vote of every member (see :func:`majority_vote`)."""
-    result = majority_vote(member_probs, fallback_probs)
-    return Choice(result.scores, list(range(len(member_probs))), vote=result)
-
-
 def plot_size_curve(selection: SizeSelection, path, title: str = "Snapshot ensemble") -> None:
     """Write Milani's Figure 6 as a PNG: top-1 against ensemble size, the best size in red."""
     from tinyzoo.evaluate.figures import new_figure, save_figure

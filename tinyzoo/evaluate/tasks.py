@@ -90,8 +90,9 @@ def ensemble(sources: list, options: Options, out: Path, *, method: str = "softm
     record = ensemble_header(sources, members, method, options)
     if method == "vote":
         fallback_probs, record["fallback"] = fallback_member(fallback, sources, members, data, options)
-        choice = ensembles.vote_ensemble([m.probs for m in members], fallback_probs)
-        record["fallback_images"] = int(choice.vote.used_fallback.sum())
+        vote = ensembles.majority_vote([m.probs for m in members], fallback_probs)
+        choice = ensembles.Choice(vote.scores, list(range(len(members))), vote=vote)
+        record["fallback_images"] = int(vote.used_fallback.sum())
     else:
         choice = ensembles.softmax_ensemble([m.probs for m in members], first.labels if first.labelled else None, size)
         record.update({"size": len(choice.kept), "kept": [sources[i].argument for i in choice.kept]})

@@ -52,11 +52,11 @@ class StageRun:
     trainable: list[str]
     optimizer: Any
     scaler: Any
+    schedule: LrSchedule
     loader: BatchLoader
     steps_per_epoch: int
     total_steps: int
     epochs: int
-    schedule: LrSchedule | None = None
     cache: Any = None
     runner: Any = None
 
@@ -110,7 +110,7 @@ class StageRun:
 def open_stage(run, index: int, model, parts: ModelParts, saved: dict | None) -> StageRun:
     """Stage ``index`` of ``run`` (the :class:`~tinyzoo.train.trainer.Trainer`: its recipe, settings,
     data, runtime and state) set up on ``model``; optimizer and scaler states from ``saved`` (a
-    checkpoint's) when resuming. A stage the state has finished comes back without schedule or runner."""
+    checkpoint's) when resuming. A stage the state has finished comes back without runner."""
     spec, runtime = run.recipe.stages[index], run.runtime
     names = trainable_names(model, spec.train_patterns, parts)
     freeze(model, names)
@@ -121,15 +121,17 @@ def open_stage(run, index: int, model, parts: ModelParts, saved: dict | None) ->
         device=runtime.device, drop_last=True, rank=runtime.world.rank, world_size=runtime.world.world_size,
         num_classes=run.data.num_classes,
     )
-    stage = StageRun(index, spec, model, parts, names, optimizer, runtime.grad_scaler(), loader, *stage_plan(spec, len(loader)))
+    steps_per_epoch, total_steps, epochs = stage_plan(spec, len(loader))
+    # Iteration stages (Zhai) give step_size in optimizer steps, as Caffe does; epoch stages in epochs.
+    schedule = LrSchedule(spec.schedule, spec.optimizer.lr, total_steps, steps_per_epoch,
+                          step_size_unit="steps" if spec.iterations is not None else "epochs")
+    stage = StageRun(index, spec, model, parts, names, optimizer, runtime.grad_scaler(), schedule, loader,
+                     steps_per_epoch, total_steps, epochs)
     if run.state.stage_epoch >= stage.epochs:
         return stage  # resumed from the checkpoint that ended this stage
     set_train_mode(model, spec.freeze_bn)
     head_only = parts.head and set(names) == set(trainable_names(model, ["head"], parts))
     stage.cache = feature_cache(run, stage) if head_only and spec.freeze_bn else None
-    # Iteration stages (Zhai) give step_size in optimizer steps, as Caffe does; epoch stages in epochs.
-    stage.schedule = LrSchedule(spec.schedule, spec.optimizer.lr, stage.total_steps, stage.steps_per_epoch,
-                                step_size_unit="steps" if spec.iterations is not None else "epochs")
     if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
         if stage.scaler is not None and saved.get("scaler"):
