@@ -103,9 +103,8 @@ def draw_ensemble(sample: Path, run: Path, device) -> None:
     val = open_split(sample, "val")
     members = []
     for source in model_source.expand([str(run)], snapshots=True):
-        net = model_source.load(source)
-        preprocess = model_source.preprocess_for(source, net, data_dir=sample)
-        members.append(predict_split(net, val, views="10crop", combine="softmax", preprocess=preprocess, device=device))
+        net = model_source.load(source)  # preprocessed as its config.json says
+        members.append(predict_split(net, val, views="10crop", combine="softmax", device=device))
     selection = ensemble.greedy_size([m.probs for m in members], members[0].labels)
     ensemble.plot_size_curve(selection, OUT / "ensemble_size.png", title="quickstart snapshots on the sample (10crop / softmax)")
     print(f"ensemble: top-1 by size {[round(100 * a, 1) for a in selection.top1_by_size]}, best size {selection.best_size}")
@@ -124,8 +123,7 @@ def draw_analysis(sample: Path, run: Path, work: Path, device) -> None:
     source = model_source.resolve(str(run))
     net = model_source.load(source)
     val = open_split(sample, "val")
-    preprocess = model_source.preprocess_for(source, net, data_dir=sample)
-    predictions = predict_split(net, val, views="10crop", combine="expsum", preprocess=preprocess, device=device, source="quickstart")
+    predictions = predict_split(net, val, views="10crop", combine="expsum", device=device, source="quickstart")
     recipe = load_recipe(run / "recipe.toml")
     # the trainer seeds torch with run.seed right before it creates the model: the same initial filters
     torch.manual_seed(recipe.run.seed)

@@ -68,12 +68,16 @@ def write_stand_in(path: Path, wnids: list[str], names: list[str], seed: int) ->
 
 
 def load_stand_in(source, **_):
+    """The stand-in of a directory, as ``tinyzoo.load`` gives a model: with its config and preprocessing tensors."""
+    from tinyzoo import preprocess as preprocessing
+
     if not isinstance(source, model_source.ModelSource):
         source = model_source.resolve(source)
     config = json.loads((source.path / "config.json").read_text())
     net = StandIn(len(config["wnids"]), config["seed"])
     net.score_map = config.get("convolutionized", False)
     net.tinyzoo_config = config
+    preprocessing.load_tensors(net, source.path)
     return net
 
 
@@ -204,6 +208,22 @@ def test_hub_id_resolves_to_the_cached_snapshot(tmp_path, monkeypatch):
         model_source.resolve("someone/other")
 
 
+def test_a_hub_model_comes_with_the_pixel_mean_its_config_names(tmp_path, monkeypatch):
+    from hub_server import write_cache_entry
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("TINYZOO_OFFLINE", "1")
+    cache, commit = tmp_path / "hf" / "hub", "b" * 40
+    config = json.dumps({"preprocess": {"crop": 56, "normalize": "pixel", "pixel_mean": "preprocess.safetensors"}}).encode()
+    write_cache_entry(cache, "someone/zhai-r20", "config.json", config, commit=commit)
+    write_cache_entry(cache, "someone/zhai-r20", "model.safetensors", b"x", commit=commit)
+    with pytest.raises(TinyzooError, match="preprocess.safetensors"):  # named by config.json, not in the cache
+        model_source.resolve("someone/zhai-r20")
+    write_cache_entry(cache, "someone/zhai-r20", "preprocess.safetensors", b"y", commit=commit)
+    source = model_source.resolve("someone/zhai-r20")
+    assert (source.path / "preprocess.safetensors").read_bytes() == b"y"
+
+
 def test_cli_errors_are_one_line(sample, tmp_path):
     result = CliRunner().invoke(cli, ["eval", str(tmp_path / "nope"), "--data", str(sample)])
     assert result.exit_code == 1
@@ -230,39 +250,64 @@ def write_recipe(run: Path, *sets: str) -> None:
     (run / "recipe.toml").write_text(recipe_to_toml(load_recipe("quickstart", list(sets))))
 
 
-def test_a_run_model_is_preprocessed_as_its_recipe_says(sample, models):
-    """Crop from evaluation.crop, normalisation from data.eval, not from config.json."""
+def set_preprocess(path: Path, **entry) -> None:
+    """Give a stand-in model directory a ``preprocess`` entry in its config.json."""
+    config = json.loads((path / "config.json").read_text())
+    config["preprocess"] = entry
+    (path / "config.json").write_text(json.dumps(config))
+
+
+def test_a_run_model_is_preprocessed_as_its_config_says(sample, models):
+    """Crop and normalisation come from config.json's preprocess, whatever the run's recipe.toml says."""
+    from tinyzoo import preprocess as preprocessing
     from tinyzoo.data.cache import open_split
     from tinyzoo.evaluate.predictions import predict_split
 
     _, run = models
-    write_recipe(run, 'data.eval.normalize="custom"', "data.eval.mean=[0.1,0.2,0.3]", "data.eval.std=[0.5,0.5,0.5]", "evaluation.crop=48")
+    write_recipe(run, 'data.eval.normalize="none"', "evaluation.crop=40")  # not read
     snapshot = sorted(p for p in (run / "snapshots").iterdir() if p.is_dir())[0]
     for argument in (run, snapshot):
         source = model_source.resolve(str(argument))
         assert Path(source.run_dir).resolve() == run.resolve()
+        set_preprocess(source.path, crop=48, resize=64, normalize="custom", mean=[0.1, 0.2, 0.3], std=[0.5, 0.5, 0.5])
         net = load_stand_in(source)
-        preprocess = model_source.preprocess_for(source, net)
-        assert preprocess.crop == 48 and preprocess.pipeline is not None and preprocess.origin.endswith("recipe.toml")
+        preprocess = preprocessing.of(net)
+        assert (preprocess.crop, preprocess.normalize, preprocess.mean) == (48, "custom", (0.1, 0.2, 0.3))
     split = open_split(sample, "val")
-    preds = predict_split(net, split, views="center", combine="softmax", preprocess=preprocess, device="cpu")
+    preds = predict_split(net, split, views="center", combine="softmax", device="cpu")
     x = torch.from_numpy(np.array(split.images[:, 8:56, 8:56])).permute(0, 3, 1, 2).float() / 255
     mean, std = torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1), 0.5
     expected = torch.softmax(net((x - mean) / std), dim=-1).detach().numpy()
     np.testing.assert_allclose(preds.probs, expected, rtol=1e-5, atol=1e-6)
-    assert model_source.preprocess_for(source, net, crop=40).crop == 40
+    assert preprocess.with_crop(40).crop == 40
 
 
-def test_dataset_normalisation_needs_the_training_data(sample, models):
+def test_pixel_normalisation_travels_with_the_model(sample, models):
+    """Zhai's per-pixel mean is in the model directory (preprocess.safetensors): no training data needed."""
+    from tinyzoo import preprocess as preprocessing
+    from tinyzoo.data.cache import open_split
+    from tinyzoo.evaluate.predictions import predict_split
+
     _, run = models
-    write_recipe(run, 'data.eval.normalize="pixel"')
-    source = model_source.resolve(str(run))
-    net = load_stand_in(source)
-    with pytest.raises(TinyzooError, match="pass --data DIR"):
-        model_source.preprocess_for(source, net)
-    assert model_source.preprocess_for(source, net, data_dir=sample).pipeline.normalize == "pixel"
+    split = open_split(sample, "val")
+    pixel_mean = torch.rand(64, 64, 3)
+    best = run / "best"
+    net = load_stand_in(str(best))
+    preprocessing.record(net, preprocessing.Preprocess(56, normalize="pixel", std=(0.25, 0.5, 0.25), pixel_mean=pixel_mean))
+    assert preprocessing.save_tensors(net, best) == ["preprocess.safetensors"]
+    (best / "config.json").write_text(json.dumps(net.tinyzoo_config))
+    loaded = load_stand_in(str(run))
+    assert torch.equal(preprocessing.of(loaded).pixel_mean, pixel_mean)
+    preds = predict_split(loaded, split, views="center", combine="softmax", device="cpu")
+    x = torch.from_numpy(np.array(split.images[:, 4:60, 4:60])).permute(0, 3, 1, 2).float() / 255
+    centred = x - pixel_mean[4:60, 4:60].permute(2, 0, 1)[None]
+    expected = torch.softmax(net(centred / torch.tensor([0.25, 0.5, 0.25]).view(1, 3, 1, 1)), dim=-1).detach().numpy()
+    np.testing.assert_allclose(preds.probs, expected, rtol=1e-5, atol=1e-6)
     record = json.loads(invoke("eval", run, "--data", sample, "--tta", "12crop", "--json").stdout)
     assert record["images"] == CLASSES * VAL
+    (best / "preprocess.safetensors").unlink()
+    with pytest.raises(TinyzooError, match=r"preprocess.pixel_mean names 'preprocess.safetensors', which is not a file beside it"):
+        load_stand_in(str(run))
 
 
 # -- end to end with real `tinyzoo adapt` models ----------------------------------------------

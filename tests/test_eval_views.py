@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from tinyzoo.errors import TinyzooError
 from tinyzoo.evaluate import views
-from tinyzoo.evaluate.predictions import run_model, view_scores
+from tinyzoo.evaluate.predictions import run_model
+from tinyzoo.evaluate.scoring import view_scores
 
 
 def arange_images(batch: int = 2, size: int = 64) -> torch.Tensor:

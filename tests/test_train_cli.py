@@ -57,6 +57,9 @@ def test_without_data_the_sample_dataset_is_written_once_and_used(cli, tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     in_run = json.loads(evaluated.stdout)
     assert in_run["images"] == 100
+    # another process, scoring as validation did: the best val_top1 of the run, exactly
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert in_run["top1"] == max(r["val_top1"] for r in records)
 
     # best/ copied out of the run keeps the recipe's crop and normalisation in its config.json.
     import shutil

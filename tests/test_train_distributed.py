@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tinyzoo.train.distributed import World, from_environment
+from tinyzoo.distributed import World, from_environment
 
 from training_sample import write_training_sample
 

@@ -12,7 +12,7 @@ import tinyzoo.adapt as adapt
 from tinyzoo.errors import TinyzooError
 from tinyzoo.train import Trainer, TrainSettings
 from tinyzoo.train.parts import model_parts, set_train_mode, trainable_names
-from tinyzoo.train.trainer import install_head_dropout, split_outputs
+from tinyzoo.train.stage import install_head_dropout, split_outputs
 
 from training_sample import CLASSES, stage, tiny_recipe, write_training_sample
 

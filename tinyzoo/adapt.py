@@ -16,12 +16,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from tinyzoo import preprocess as preprocessing
 from tinyzoo.adapt_report import AdaptationReport, Changes, ProvenanceTracker, TensorRecord
 from tinyzoo.atomic_files import fsync_dir, fsync_file, replace_dir, temp_dir_beside
 from tinyzoo.builders import build, placeholder_model
 from tinyzoo.errors import TinyzooError, one_line
 from tinyzoo.model_card import model_card
-from tinyzoo.model_files import CARD_FILE, CONFIG_FILE, CONFIG_FORMAT, CONFIG_VERSION, MODEL_FILES, WEIGHTS_FILE, read_config
+from tinyzoo.model_files import CARD_FILE, CONFIG_FILE, CONFIG_FORMAT, CONFIG_VERSION, WEIGHTS_FILE, read_config
 from tinyzoo.specs import (
     HEAD_INITS,
     IMAGENET_CLASSES,
@@ -316,9 +317,7 @@ def adapted_config(spec, loaded, report: AdaptationReport, *, options, stem, hea
         "names": [names.get(w, w) for w in wnids] if wnids else None,
         "input_size": input_size,
         "native_input_size": spec.input_size,
-        "mean": list(spec.mean),
-        "std": list(spec.std),
-        "interpolation": spec.interpolation,
+        "preprocess": preprocessing.for_architecture(spec, input_size).to_config(),
         "first_conv": spec.first_conv,
         "classifier": spec.classifier,
         "aux_classifiers": [] if dropped_aux else list(spec.aux_classifiers),
@@ -400,19 +399,21 @@ def _write_model_files(model, config: dict[str, Any], folder: Path) -> None:
     from safetensors.torch import save_file
 
     save_file(_tensors_for_file(model), str(folder / WEIGHTS_FILE), metadata={"format": "pt", "tinyzoo_architecture": config["architecture"]})
+    preprocessing.save_tensors(model, folder)
     (folder / CARD_FILE).write_text(model_card(config), encoding="utf-8")
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    for name in MODEL_FILES:
-        fsync_file(folder / name)
+    for path in folder.iterdir():
+        fsync_file(path)
 
 
 def save(model, directory: str | os.PathLike) -> Path:
     """Write ``model`` (from :func:`create` or :func:`load`) to ``directory``; returns its path.
 
-    Writes ``model.safetensors``, ``README.md`` and ``config.json``, all three into a
-    temporary sibling folder first: a new directory appears whole by one rename; in an
-    existing directory each file is replaced by a rename (config.json last) and nothing else
-    in it is touched. No file is ever seen half-written, and a failure while writing leaves
+    Writes ``model.safetensors``, ``README.md`` and ``config.json`` (and, for a model
+    normalised by a per-pixel mean, ``preprocess.safetensors``), all into a temporary
+    sibling folder first: a new directory appears whole by one rename; in an existing
+    directory each file is replaced by a rename (config.json last) and nothing else in it
+    is touched. No file is ever seen half-written, and a failure while writing leaves
     the old files as they were.
     """
     config = getattr(model, "tinyzoo_config", None)
@@ -427,8 +428,8 @@ def save(model, directory: str | os.PathLike) -> Path:
         if not target.exists():
             replace_dir(staging, target)
             return target
-        for name in MODEL_FILES:
-            os.replace(staging / name, target / name)
+        for path in sorted(staging.iterdir(), key=lambda p: p.name == CONFIG_FILE):  # config.json last
+            os.replace(path, target / path.name)
         fsync_dir(target)
         return target
     finally:
@@ -487,6 +488,7 @@ def load(model: str | os.PathLike, *, device: Any = None, offline: bool | None =
         net.to(device)
     net.tinyzoo_config = config
     net.tinyzoo_report = AdaptationReport.from_dict(config["report"]) if "report" in config else None
+    preprocessing.load_tensors(net, root)
     return net
 
 
@@ -537,6 +539,7 @@ def restem(model, stem: str, *, kernel_resize: str | None = None):
         adapters.insert(position, {"name": adapter.name, "params": params})
         input_size, notes = changes.input_size or input_size, changes.notes
     config.update(adapters=adapters, stem=stem, input_size=input_size, kernel_resize=kernel_resize)
+    preprocessing.record(model, preprocessing.of(model).with_crop(input_size))
     if report is not None:
         report.tensors = list(tracker.records.values())
         report.adapters, report.input_size = adapters, input_size

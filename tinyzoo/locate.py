@@ -14,6 +14,7 @@ A local path wins over a Hub id of the same spelling.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -92,14 +93,25 @@ def resolve(argument: str | os.PathLike, *, offline: bool | None = None) -> Mode
 
 
 def download_model_dir(repo_id: str, revision: str | None = None, *, offline: bool | None = None) -> Path:
-    """The cached snapshot folder of Hub repo ``repo_id`` holding its config.json and
-    model.safetensors, both at the same commit."""
+    """The cached snapshot folder of Hub repo ``repo_id`` holding its config.json,
+    model.safetensors and the files the config names, all at the same commit."""
     config = download(repo_id, CONFIG_FILE, revision=revision, offline=offline)
-    # the weights are pinned to the commit the config resolved to, so the two always match
-    weights = download(repo_id, WEIGHTS_FILE, revision=config.revision, offline=offline)
-    if weights.path.parent != config.path.parent:
-        raise TinyzooError(f"Hub repo {repo_id}: {CONFIG_FILE} and {WEIGHTS_FILE} were cached in different snapshot folders")
+    # the other files are pinned to the commit the config resolved to, so they always match
+    for name in (WEIGHTS_FILE, *companion_files(config.path)):
+        other = download(repo_id, name, revision=config.revision, offline=offline)
+        if other.path.parent != config.path.parent:
+            raise TinyzooError(f"Hub repo {repo_id}: {CONFIG_FILE} and {name} were cached in different snapshot folders")
     return config.path.parent
+
+
+def companion_files(config_path: Path) -> list[str]:
+    """Files beside model.safetensors that a config.json names (the per-pixel mean of ``preprocess``)."""
+    try:
+        entry = json.loads(Path(config_path).read_text(encoding="utf-8")).get("preprocess") or {}
+    except (OSError, ValueError, AttributeError):
+        return []  # loading the model reports what is wrong with it
+    name = entry.get("pixel_mean") if isinstance(entry, dict) else None
+    return [name] if isinstance(name, str) and name else []
 
 
 def _label(path: Path) -> str:

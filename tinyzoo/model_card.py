@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tinyzoo import preprocess as preprocessing
 from tinyzoo.adapt_report import AdaptationReport
 
 
@@ -45,9 +46,7 @@ def model_card(config: dict[str, Any]) -> str:
         f"(`{config.get('head_init')}` initialisation), adapted from `{source}`"
         + (f" (revision `{weights['revision']}`)" if weights.get("revision") else "")
         + (f" (sha256 `{weights['sha256'][:16]}...`)" if weights.get("sha256") else "")
-        + ". It expects "
-        f"{config.get('input_size')}x{config.get('input_size')} RGB input normalised with mean "
-        f"{config.get('mean')} and std {config.get('std')}.",
+        + f". It expects {preprocessing.describe(config)} (config.json's `preprocess`).",
         "",
         "It has been adapted, not trained: see the report below for what was copied, resampled,",
         "sliced or newly initialised.",

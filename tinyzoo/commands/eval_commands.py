@@ -1,21 +1,21 @@
 """``tinyzoo eval``, ``ensemble``, ``predict`` and ``analyze``: measuring and inspecting adapted models.
 
+The work is :mod:`tinyzoo.evaluate.tasks`'s; these commands parse options and print tables.
 torch, numpy and matplotlib are imported inside the command bodies only.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from tinyzoo.atomic_files import write_atomic
 from tinyzoo.commands.data_option import DATA, DATA_HELP
 from tinyzoo.console import percent, print_json, print_table
-from tinyzoo.errors import TinyzooError
 from tinyzoo.evaluate.combine import COMBINATIONS
 from tinyzoo.evaluate.views import VIEW_SETS
+
+CROP_HELP = "View size [default: config.json's preprocess.crop]."
 
 
 def data_options(func):
@@ -25,7 +25,7 @@ def data_options(func):
         click.option("--split", default="val", show_default=True, type=click.Choice(["val", "train", "test"]), help="Which split to run over."),
         click.option("--tta", "views", default="center", show_default=True, type=click.Choice(VIEW_SETS), help="Test-time views (docs/evaluation.md)."),
         click.option("--combine", default="softmax", show_default=True, type=click.Choice(COMBINATIONS), help="How the views' scores are combined."),
-        click.option("--crop", type=click.IntRange(min=1), help="View size [default: the run recipe's evaluation.crop, else config.json's input_size]."),
+        click.option("--crop", type=click.IntRange(min=1), help=CROP_HELP),
         click.option("--limit", type=click.IntRange(min=1), help="Only the first N images of the split (a quick look)."),
         click.option("--batch-size", "batch_rows", type=click.IntRange(min=1), help="Rows per forward, views included [default: 256 CPU, 1024 CUDA]."),
         click.option("--device", default=None, help="cpu, cuda or cuda:N [default: cuda when available]."),
@@ -36,61 +36,15 @@ def data_options(func):
     return func
 
 
-def data_dir_for(source, data_dir: str | None) -> str:
-    """``--data``, or else the dataset the model's training run read (its run.json)."""
-    if data_dir:
-        return data_dir
-    if source.run_dir is not None and (Path(source.run_dir) / "run.json").is_file():
-        from tinyzoo.train.rundir import read_settings
-
-        recorded = read_settings(source.run_dir).get("data")
-        if recorded and Path(recorded).is_dir():
-            return recorded
-    raise click.UsageError(f"give --data DIR: {source.argument} is not in a run directory whose dataset is still on disk")
-
-
-def open_data(data_dir: str, split: str, cache_dir: str | None):
-    from tinyzoo.data.cache import open_split
-
-    return open_split(data_dir, split, cache_dir=cache_dir)
-
-
-def predict_source(source, data, opts: dict):
-    """Load ``source``'s model and run it over ``data`` with the command's options."""
+def options_for(source, **given):
+    """The shared options, ``--data`` defaulting to the dataset the model's training run read (its run.json)."""
     from tinyzoo.evaluate import model_source
-    from tinyzoo.evaluate.predictions import predict_split
+    from tinyzoo.evaluate.tasks import Options
 
-    net = model_source.load(source)
-    preprocess = model_source.preprocess_for(source, net, data_dir=opts["data_dir"], cache_dir=opts["cache_dir"], crop=opts["crop"])
-    predictions = predict_split(net, data, views=opts["views"], combine=opts["combine"], preprocess=preprocess, limit=opts["limit"],
-                                batch_rows=opts["batch_rows"], device=opts["device"], source=source.argument)
-    return net, predictions
-
-
-def write_submission(path: str, predictions) -> int:
-    """The challenge's submission file: one ``image_name wnid`` line per image; returns the count."""
-    top1 = predictions.predictions
-    lines = [f"{Path(f).name} {predictions.class_wnids[int(k)]}" for f, k in zip(predictions.files, top1)]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, "\n".join(lines) + "\n")
-    return len(lines)
-
-
-def default_out(source, *parts: str) -> Path:
-    """``<run or model dir>/eval/...`` for a local model, ``./tinyzoo-eval/<repo>/...`` for a Hub one."""
-    if source.kind == "hub":
-        return Path("tinyzoo-eval", source.label, *parts)
-    return Path(source.run_dir or source.path) / "eval" / Path(*parts)
-
-
-def metrics_record(predictions, split: str, seconds: float, **extra) -> dict:
-    """What metrics.json holds: the run's settings and, with labels, top-1/top-5/per-class."""
-    record = {"model": predictions.source, "split": split, "views": predictions.views, "combine": predictions.combine,
-              "images": len(predictions.labels), **extra}
-    if predictions.labelled:
-        record.update(predictions.summary())
-    record["seconds"] = round(seconds, 3)
-    return record
+    data_dir = given.pop("data_dir") or model_source.recorded_data(source)
+    if not data_dir:
+        raise click.UsageError(f"give --data DIR: {source.argument} is not in a run directory whose dataset is still on disk")
+    return Options(data_dir=data_dir, **given)
 
 
 @click.command("eval")
@@ -107,23 +61,13 @@ def eval_command(model, data_dir, split, views, combine, crop, limit, batch_rows
     `tinyzoo eval runs/r18 --data tiny-imagenet-200 --tta 12crop --combine expsum` is Kim's setting;
     `--split test --submission sub.txt` writes one 'image_name wnid' line per test image.
     """
-    import time
-
-    from tinyzoo.evaluate import model_source
+    from tinyzoo.evaluate import model_source, tasks
 
     source = model_source.resolve(model)
-    data_dir = data_dir_for(source, data_dir)
-    opts = dict(data_dir=data_dir, views=views, combine=combine, crop=crop, limit=limit, batch_rows=batch_rows, device=device, cache_dir=cache_dir)
-    data = open_data(data_dir, split, cache_dir)
-    start = time.perf_counter()
-    _, predictions = predict_source(source, data, opts)
-    record = metrics_record(predictions, split, time.perf_counter() - start)
-    out = Path(out_dir) if out_dir else default_out(source, f"{split}-{views}-{combine}")
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "metrics.json", json.dumps(record, indent=2) + "\n")
-    if submission:
-        record["submission"] = str(submission)
-        record["submission_lines"] = write_submission(submission, predictions)
+    options = options_for(source, data_dir=data_dir, split=split, views=views, combine=combine, crop=crop, limit=limit,
+                          batch_rows=batch_rows, device=device, cache_dir=cache_dir)
+    out = Path(out_dir) if out_dir else tasks.eval_out(source, options)
+    record, predictions = tasks.evaluate(source, options, out, submission)
     if as_json:
         print_json(record)
         return
@@ -164,55 +108,13 @@ def ensemble_command(models, data_dir, split, views, combine, crop, limit, batch
       --fallback decides.
     Every member sees the split through --tta views combined by --combine.
     """
-    import time
-
-    import numpy as np
-
-    from tinyzoo.evaluate import ensemble, metrics, model_source
-    from tinyzoo.evaluate.predictions import Predictions
+    from tinyzoo.evaluate import model_source, tasks
 
     sources = model_source.expand(list(models), snapshots=snapshots)
-    data_dir = data_dir_for(sources[0], data_dir)
-    opts = dict(data_dir=data_dir, views=views, combine=combine, crop=crop, limit=limit, batch_rows=batch_rows, device=device, cache_dir=cache_dir)
-    data = open_data(data_dir, split, cache_dir)
-    start = time.perf_counter()
-    members = [predict_source(s, data, opts)[1] for s in sources]
-    for s, m in zip(sources, members):
-        if m.class_wnids != members[0].class_wnids:
-            raise TinyzooError(f"ensemble member {s.argument} predicts other classes than {sources[0].argument} (config.json wnids differ)")
-    first = members[0]
-    labels = first.labels
-    record: dict = {"method": method, "split": split, "views": views, "combine": combine, "images": len(labels),
-                    "members": [{"model": s.argument, **({"top1": metrics.topk_accuracy(m.probs, labels, 1)} if first.labelled else {})}
-                                for s, m in zip(sources, members)]}
-    out = Path(out_dir) if out_dir else default_ensemble_out(sources, method, split)
-    out.mkdir(parents=True, exist_ok=True)
-    if method == "vote":
-        fallback_probs, fallback_name = fallback_member(fallback, sources, members, data, opts)
-        result = ensemble.majority_vote([m.probs for m in members], fallback_probs)
-        probs = result.scores
-        record.update({"fallback": fallback_name, "fallback_images": int(result.used_fallback.sum())})
-    else:
-        member_probs = [m.probs for m in members]
-        if size is not None or not first.labelled:
-            order = (sorted(range(len(members)), key=lambda i: -record["members"][i]["top1"]) if first.labelled else list(range(len(members))))
-            keep = order[: size or len(members)]
-            probs = ensemble.softmax_average([member_probs[i] for i in keep])
-            record.update({"size": len(keep), "kept": [sources[i].argument for i in keep]})
-        else:
-            selection = ensemble.greedy_size(member_probs, labels)
-            probs = selection.probs
-            plot = out / "ensemble_size.png"
-            ensemble.plot_size_curve(selection, plot, title=f"softmax ensemble on {split} ({views}/{combine})")
-            record.update({"size": selection.best_size, "kept": [sources[i].argument for i in selection.members],
-                           "top1_by_size": selection.top1_by_size, "plot": str(plot)})
-    combined = Predictions(np.asarray(probs), labels, first.files, first.class_wnids, first.class_names, views, combine,
-                           source=f"{method} ensemble of {len(members)}")
-    record.update(metrics_record(combined, split, time.perf_counter() - start, method=method, members=record["members"]))
-    write_atomic(out / "metrics.json", json.dumps(record, indent=2) + "\n")
-    if submission:
-        record["submission"] = str(submission)
-        record["submission_lines"] = write_submission(submission, combined)
+    options = options_for(sources[0], data_dir=data_dir, split=split, views=views, combine=combine, crop=crop, limit=limit,
+                          batch_rows=batch_rows, device=device, cache_dir=cache_dir)
+    out = Path(out_dir) if out_dir else tasks.default_ensemble_out(sources, method, split)
+    record, combined = tasks.ensemble(sources, options, out, method=method, fallback=fallback, size=size, submission=submission)
     if as_json:
         print_json(record)
         return
@@ -226,7 +128,7 @@ def ensemble_command(models, data_dir, split, views, combine, crop, limit, batch
     if method == "vote":
         rows.append(["fallback", f"{record['fallback']} (decided {record['fallback_images']} images)"])
     else:
-        rows.append(["size", f"{record['size']} of {len(members)}"])
+        rows.append(["size", f"{record['size']} of {len(record['members'])}"])
     if combined.labelled:
         rows += [["top-1", percent(record["top1"])], ["top-5", percent(record["top5"])]]
     rows.append(["metrics", str(out / "metrics.json")])
@@ -235,40 +137,16 @@ def ensemble_command(models, data_dir, split, views, combine, crop, limit, batch
     print_table(rows, ["", "ensemble"])
 
 
-def default_ensemble_out(sources, method: str, split: str) -> Path:
-    runs = {s.run_dir for s in sources}
-    if len(runs) == 1 and None not in runs:
-        return Path(next(iter(runs))) / "eval" / f"ensemble-{method}-{split}"
-    return Path("tinyzoo-eval", f"ensemble-{method}-{split}")
-
-
-def fallback_member(fallback, sources, members, data, opts: dict):
-    """The fallback's probabilities and name: a member when it is one, else run on the split."""
-    from tinyzoo.evaluate import model_source
-
-    if fallback is None:
-        return members[0].probs, sources[0].argument
-    chosen = model_source.resolve(fallback)
-    for s, m in zip(sources, members):
-        if Path(s.path).resolve() == Path(chosen.path).resolve():
-            return m.probs, chosen.argument
-    _, extra = predict_source(chosen, data, opts)
-    if extra.class_wnids != members[0].class_wnids:
-        raise TinyzooError(f"--fallback {fallback} predicts other classes than the ensemble's members (config.json wnids differ)")
-    return extra.probs, chosen.argument
-
-
 @click.command("predict")
 @click.argument("model")
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--topk", default=5, show_default=True, type=click.IntRange(min=1), help="How many classes to show per image.")
 @click.option("--tta", "views", default="center", show_default=True, type=click.Choice(VIEW_SETS), help="Test-time views.")
 @click.option("--combine", default="softmax", show_default=True, type=click.Choice(COMBINATIONS), help="How the views' scores are combined.")
-@click.option("--crop", type=click.IntRange(min=1), help="View size [default: the run recipe's evaluation.crop, else config.json's input_size].")
-@click.option("--data", "data_dir", type=DATA, help=f"The training data, when the model's run normalises with its statistics. {DATA_HELP}.")
+@click.option("--crop", type=click.IntRange(min=1), help=CROP_HELP)
 @click.option("--device", default=None, help="cpu, cuda or cuda:N [default: cuda when available].")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one entry per image.")
-def predict_command(model, images, topk, views, combine, crop, data_dir, device, as_json):
+def predict_command(model, images, topk, views, combine, crop, device, as_json):
     """The top classes of MODEL for each IMAGE, with their probabilities.
 
     \b
@@ -276,21 +154,9 @@ def predict_command(model, images, topk, views, combine, crop, data_dir, device,
     Images that are not 64x64 are resized to 64x64 first (bicubic), as the dataset cache does.
     Class names come from the model's config.json (the words.txt names it was adapted with).
     """
-    import numpy as np
+    from tinyzoo.evaluate import model_source, tasks
 
-    from tinyzoo.data.layout import read_image
-    from tinyzoo.evaluate import metrics, model_source
-    from tinyzoo.evaluate.predictions import model_classes, run_model
-
-    source = model_source.resolve(model)
-    net = model_source.load(source)
-    preprocess = model_source.preprocess_for(source, net, data_dir=data_dir, crop=crop)
-    wnids, names = model_classes(net)
-    pixels = np.stack([read_image(path)[0] for path in images])
-    probs = run_model(net, pixels, views=views, combine=combine, preprocess=preprocess, device=device, desc="predicting")
-    best = metrics.topk_indices(probs, topk)
-    results = [{"image": str(path), "top": [{"rank": r + 1, "wnid": wnids[k], "name": names[k], "probability": float(probs[i, k])}
-                                            for r, k in enumerate(best[i])]} for i, path in enumerate(images)]
+    results = tasks.predict_images(model_source.resolve(model), list(images), topk=topk, views=views, combine=combine, crop=crop, device=device)
     if as_json:
         print_json(results)
         return
@@ -319,22 +185,14 @@ def analyze_command(model, data_dir, split, views, combine, crop, limit, batch_r
     filters.png (first-layer filters), filters_before_after.png (with --before), analysis.json
     and index.html tying them together.
     """
-    from tinyzoo.evaluate import analysis, model_source
+    from tinyzoo.evaluate import analysis, model_source, tasks
 
     if split == "test":
         raise click.UsageError("the test split has no labels to analyse errors against; use --split val (or train)")
     source = model_source.resolve(model)
-    data_dir = data_dir_for(source, data_dir)
-    opts = dict(data_dir=data_dir, views=views, combine=combine, crop=crop, limit=limit, batch_rows=batch_rows, device=device, cache_dir=cache_dir)
-    data = open_data(data_dir, split, cache_dir)
-    net, predictions = predict_source(source, data, opts)
-    filters = analysis.first_conv_weight(net)
-    before_filters, before_label = (None, "")
-    if before:
-        before_filters, before_label = before_filter_weight(before, before_weights)
-    images = data.images if limit is None else data.images[:limit]
-    data_out = analysis.write_report(out_dir, predictions, images, filters=filters, before_filters=before_filters,
-                                     before_label=before_label, after_label=f"after: {source.label}", misclassified=misclassified)
+    options = options_for(source, data_dir=data_dir, split=split, views=views, combine=combine, crop=crop, limit=limit,
+                          batch_rows=batch_rows, device=device, cache_dir=cache_dir)
+    data_out = tasks.analyze(source, options, Path(out_dir), before=before, before_weights=before_weights, misclassified=misclassified)
     if as_json:
         print_json(data_out)
         return
@@ -347,34 +205,6 @@ def analyze_command(model, data_dir, split, views, combine, crop, limit, batch_r
         print_table([[analysis.short_name(p["true_name"]), analysis.short_name(p["predicted_name"]), p["count"]] for p in data_out["confused_pairs"][:10]],
                     ["true class", "predicted as", "images"])
     click.echo(f"\nwrote {Path(out_dir) / 'index.html'} ({', '.join(sorted(data_out['files'].values()))})")
-
-
-def before_filter_weight(before: str, weights_source: str | None):
-    """First-layer filters of ``--before``: a MODEL, or an architecture name's network with
-    ``weights_source`` (default: its ImageNet weights). Returns ``(weight, label)``."""
-    from tinyzoo.evaluate import analysis, model_source
-    from tinyzoo.registry import get_registry
-
-    looks_like_path = Path(before).expanduser().exists()
-    if looks_like_path or ("/" in before and not weights_source):
-        source = model_source.resolve(before)
-        return analysis.first_conv_weight(model_source.load(source)), f"before: {source.label}"
-    spec = get_registry().architecture(before)
-    from tinyzoo.builders import build
-    from tinyzoo.weights import load_weights
-
-    loaded = load_weights(weights_source, spec)
-    if loaded.state_dict is not None and spec.first_conv and f"{spec.first_conv}.weight" in loaded.state_dict:
-        weight = loaded.state_dict[f"{spec.first_conv}.weight"].float()
-    else:
-        import torch
-
-        torch.manual_seed(0)  # a reproducible picture of random initialisation
-        network = build(spec)
-        if loaded.state_dict is not None:
-            network.load_state_dict(loaded.state_dict, strict=False)
-        weight = analysis.first_conv_weight(network, spec.first_conv)
-    return weight, f"before: {spec.name}, " + ("random initialisation" if loaded.state_dict is None else loaded.source)
 
 
 COMMANDS = [eval_command, ensemble_command, predict_command, analyze_command]

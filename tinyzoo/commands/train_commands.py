@@ -12,16 +12,6 @@ from tinyzoo.console import CommandError, print_json
 SET_HELP = "Override a recipe field: key.path=value (a TOML literal), e.g. stages[1].optimizer.lr=0.01. Repeatable."
 
 
-def default_run_dir(name: str) -> Path:
-    """``runs/NAME``, or ``runs/NAME-2``, ``-3``... when taken."""
-    base = Path("runs") / Path(name).stem
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
-
-
 @click.command("train")
 @click.argument("name", required=False)
 @click.option("--data", type=DATA, help=f"{DATA_HELP} [default: the generated sample dataset].")
@@ -51,64 +41,75 @@ def train_command(name, data, out, sets, resume, device, epochs_scale, cache_dir
     tinyzoo train kim2016-resnet18 --data tiny-imagenet-200 --set stages[0].batch_size=128
     tinyzoo train --resume runs/kim2016-resnet18
     """
-    import os
+    from tinyzoo.distributed import from_environment
 
-    from tinyzoo.recipe import load_recipe
-
+    options = {"data": data, "cache_dir": cache_dir, "device": device, "feature_cache": "off" if no_feature_cache else None,
+               "checkpoint_every_steps": checkpoint_every_steps, "threads": threads}
     if resume is not None:
         if name or sets or epochs_scale != 1.0:
             raise click.UsageError("--resume continues a run exactly as it started: give no NAME, --set or --epochs-scale")
-        from tinyzoo.train.rundir import read_settings
-
-        saved = read_settings(resume)
-        recipe = load_recipe(resume / "recipe.toml")
-        data = data or Path(saved["data"])
-        cache_dir = cache_dir or (Path(saved["cache_dir"]) if saved.get("cache_dir") else None)
-        device = device or saved.get("device")
-        no_feature_cache = no_feature_cache or saved.get("feature_cache") == "off"
-        threads = threads or saved.get("threads")  # the same thread count keeps CPU results bit-identical
-        out = resume
+        recipe, settings = resumed_settings(resume, options)
     else:
-        if not name:
-            raise click.UsageError("give a recipe NAME (see `tinyzoo recipes`) or --resume RUN")
-        recipe = load_recipe(name, sets)
-        if data is None:
-            from tinyzoo.data.sample import ensure_default_sample
-
-            data = ensure_default_sample()
-            click.echo(f"no --data: training on the generated sample dataset in {data} (10 classes; give --data DIR for real data)", err=True)
-        out = out or default_run_dir(recipe.name)
-
-    from tinyzoo.train.trainer import StopRequested, Trainer, TrainSettings, environment_threads
-
-    threads = threads or environment_threads()
-    settings = TrainSettings(
-        data=data, out=out, cache_dir=cache_dir, device=device, epochs_scale=epochs_scale,
-        feature_cache="off" if no_feature_cache else "auto", checkpoint_every_steps=checkpoint_every_steps,
-        threads=threads, log=lambda msg: click.echo(msg, err=True),
-    )
-    if int(os.environ.get("RANK", "0")) != 0:
-        settings.progress = False
-        settings.log = lambda msg: None
-    try:
-        summary = Trainer(recipe, settings).run(resume=resume is not None)
-    except StopRequested:
-        raise CommandError(f"stopped; a checkpoint is in {out}/checkpoints (continue with: tinyzoo train --resume {out})", 130) from None
-    except KeyboardInterrupt:
-        raise CommandError(f"interrupted; continue from the last checkpoint with: tinyzoo train --resume {out}", 130) from None
-    if int(os.environ.get("RANK", "0")) != 0:
+        recipe, settings = fresh_settings(name, sets, out, epochs_scale, options)
+    main = from_environment().is_main
+    settings.progress = main
+    settings.log = (lambda msg: click.echo(msg, err=True)) if main else (lambda msg: None)
+    summary = run_training(recipe, settings, resume is not None)
+    if not main:
         return
     if as_json:
         print_json(summary)
         return
-    best = summary["best_val_top1"]
     click.echo(f"run: {summary['run']}")
     click.echo(f"trained {summary['epochs']:g} epochs ({summary['steps']} steps) in {summary['train_seconds']:.1f}s")
+    best = summary["best_val_top1"]
     if best is not None:
         click.echo(f"validation top-1: best {100 * best:.2f}%, last {100 * summary['final_val_top1']:.2f}% (top-5 {100 * summary['final_val_top5']:.2f}%)")
     ev = recipe.evaluation
     click.echo(f"best model: {summary['best']}")
-    click.echo(f"evaluate it with the recipe's views: tinyzoo eval {summary['run']} --data {data} --tta {ev.views} --combine {ev.combine}")
+    click.echo(f"evaluate it with the recipe's views: tinyzoo eval {summary['run']} --data {settings.data} --tta {ev.views} --combine {ev.combine}")
+
+
+def resumed_settings(run: Path, options: dict):
+    """The run's recipe and the settings it started with; options given on the command line win."""
+    from tinyzoo.recipe import load_recipe
+    from tinyzoo.train.trainer import TrainSettings, environment_threads
+
+    settings = TrainSettings.for_resume(run, **options)
+    settings.threads = settings.threads or environment_threads()
+    return load_recipe(run / "recipe.toml"), settings
+
+
+def fresh_settings(name: str | None, sets, out: Path | None, epochs_scale: float, options: dict):
+    """The recipe NAME with its --set overrides, and settings for a new run (the sample dataset without --data)."""
+    from tinyzoo.recipe import load_recipe
+    from tinyzoo.train.rundir import default_run_dir
+    from tinyzoo.train.trainer import TrainSettings, environment_threads
+
+    if not name:
+        raise click.UsageError("give a recipe NAME (see `tinyzoo recipes`) or --resume RUN")
+    recipe, options = load_recipe(name, sets), dict(options)
+    if options["data"] is None:
+        from tinyzoo.data.sample import ensure_default_sample
+
+        options["data"] = ensure_default_sample()
+        click.echo(f"no --data: training on the generated sample dataset in {options['data']} (10 classes; give --data DIR for real data)", err=True)
+    options["feature_cache"] = options["feature_cache"] or "auto"
+    options["threads"] = options["threads"] or environment_threads()
+    return recipe, TrainSettings(out=out or default_run_dir(recipe.name), epochs_scale=epochs_scale, **options)
+
+
+def run_training(recipe, settings, resume: bool) -> dict:
+    """Train; a stop (Ctrl-C, SIGTERM) becomes exit status 130 with the command that continues the run."""
+    from tinyzoo.train.trainer import StopRequested, Trainer
+
+    out = settings.out
+    try:
+        return Trainer(recipe, settings).run(resume=resume)
+    except StopRequested:
+        raise CommandError(f"stopped; a checkpoint is in {out}/checkpoints (continue with: tinyzoo train --resume {out})", 130) from None
+    except KeyboardInterrupt:
+        raise CommandError(f"interrupted; continue from the last checkpoint with: tinyzoo train --resume {out}", 130) from None
 
 
 COMMANDS = [train_command]

@@ -21,6 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from tinyzoo.errors import TinyzooError
+from tinyzoo.preprocess import (
+    NO_SCALE,
+    NO_SHIFT,
+    NORMALIZE,
+    Preprocess,
+    normalise_,
+    resize_for,
+)
 from tinyzoo.specs import CROP_SIZE, IMAGENET_MEAN, IMAGENET_STD
 
 # AlexNet's PCA of ImageNet RGB (0..1 scale), as fb.resnet.torch uses for Kim's lighting noise
@@ -31,7 +39,6 @@ GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 CROP_MODES = ("random", "ten", "resized", "center")
 PADDING_MODES = ("constant", "edge", "reflect")
 TORCH_PAD_MODES = {"constant": "constant", "edge": "replicate", "reflect": "reflect"}
-NORMALIZE = ("imagenet", "dataset", "pixel", "none", "custom")
 EVAL_CROPS = ("center", "resize")
 LIGHTING_PCA = ("imagenet", "dataset")
 
@@ -169,10 +176,6 @@ class Pipeline:
     def eval(self) -> Pipeline:
         """The evaluation view of this pipeline: same crop size and normalisation, nothing random."""
         return dataclasses.replace(self, train=False)
-
-    @property
-    def output_size(self) -> int:
-        return self.crop
 
     @property
     def mixes(self) -> bool:
@@ -340,26 +343,35 @@ class Pipeline:
         return x
 
     def _normalize(self, x: torch.Tensor, pixel_mean: torch.Tensor | None, *, scaled: bool) -> torch.Tensor:
-        """(x - mean) / std with x on 0..255 (or 0..1 when ``scaled``), in at most three passes."""
+        """(x - mean) / std with x on 0..255 (or 0..1 when ``scaled``): :func:`tinyzoo.preprocess.normalise_`."""
         to_unit = 1.0 if scaled else 1 / 255
         if self.normalize == "none":
             return x if scaled else x.mul_(to_unit)
-        if self.normalize == "pixel":
-            std = torch.as_tensor(self.stats.channel_std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-            if not scaled:
-                x.mul_(to_unit)
-            return x.sub_(pixel_mean).div_(std)
-        mean, std = self._channel_mean_std()
-        mean = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-        std = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-        return x.mul_(to_unit / std).sub_(mean / std)
+        mean, std = self.channel_mean_std()
+        return normalise_(x, mean, std, scale=to_unit, pixel_mean=pixel_mean if self.normalize == "pixel" else None)
 
-    def _channel_mean_std(self):
-        if self.normalize == "dataset":
-            return self.stats.channel_mean, self.stats.channel_std
-        if self.normalize == "custom":
-            return self.mean, self.std
-        return self.mean or IMAGENET_MEAN, self.std or IMAGENET_STD
+    def channel_mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The per-channel mean and std (0..1 scale) this pipeline normalises with: ImageNet's,
+        the given ones (``custom``), the training split's (``dataset``; ``pixel`` divides by its
+        std), or 0 and 1 (``none``)."""
+        if self.normalize == "none":
+            return NO_SHIFT, NO_SCALE
+        if self.normalize in ("dataset", "pixel"):
+            pair = self.stats.channel_mean, self.stats.channel_std
+        elif self.normalize == "custom":
+            pair = self.mean, self.std
+        else:
+            pair = self.mean or IMAGENET_MEAN, self.std or IMAGENET_STD
+        return tuple(float(v) for v in pair[0]), tuple(float(v) for v in pair[1])
+
+    def preprocess(self) -> Preprocess:
+        """This pipeline's evaluation view as a :class:`~tinyzoo.preprocess.Preprocess`: what the
+        trainer writes into a model's config.json (``eval_crop = "resize"`` resizes the whole
+        image to the crop; ``pixel`` carries the training split's mean image)."""
+        mean, std = self.channel_mean_std()
+        resize = self.crop if self.eval_crop == "resize" else resize_for(self.crop)
+        pixel_mean = torch.as_tensor(self.stats.pixel_mean, dtype=torch.float32) if self.normalize == "pixel" else None
+        return Preprocess(self.crop, resize, "bilinear", self.normalize, mean, std, pixel_mean=pixel_mean)
 
     # --- mixing ----------------------------------------------------------------------------
 

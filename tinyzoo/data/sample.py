@@ -135,6 +135,14 @@ def write_sample(
     (root / "wnids.txt").write_text("".join(f"{w}\n" for w in wnids))
     (root / "words.txt").write_text("".join(f"{catalogue[i][0]}\t{catalogue[i][1]}\n" for i in chosen))
 
+    write_train(root, wnids, per_class, rng, info)
+    for split, per in (("val", val_per_class), ("test", test_per_class)):
+        write_held_out(root, split, wnids, per, rng, info)
+    return info
+
+
+def write_train(root: Path, wnids: list[str], per_class: int, rng, info: SampleInfo) -> None:
+    """``train/<wnid>/images/`` and each class's ``<wnid>_boxes.txt``."""
     count = 0
     for k, wnid in enumerate(wnids):
         folder = root / "train" / wnid / "images"
@@ -151,24 +159,26 @@ def write_sample(
         (root / "train" / wnid / f"{wnid}_boxes.txt").write_text("".join(lines))
     info.counts["train"] = count
 
-    for split, per in (("val", val_per_class), ("test", test_per_class)):
-        folder = root / split / "images"
-        folder.mkdir(parents=True)
-        rendered = [render_class(k, per, rng) for k in range(classes)]
-        order = rng.permutation(classes * per)  # classes interleaved, as in the real val/test
-        lines = []
-        for i, j in enumerate(order):
-            k, r = divmod(int(j), per)
-            pixels, box = rendered[k][0][r], rendered[k][1][r]
-            name = f"{split}_{i}.JPEG"
-            gray = i % GRAYSCALE_EVERY == 7
-            save_jpeg(pixels, folder / name, gray)
-            info.grayscale += gray
-            lines.append(f"{name}\t{wnids[k]}\t" + "\t".join(str(int(v)) for v in box) + "\n")
-        if split == "val":
-            (root / "val" / "val_annotations.txt").write_text("".join(lines))
-        info.counts[split] = len(order)
-    return info
+
+def write_held_out(root: Path, split: str, wnids: list[str], per: int, rng, info: SampleInfo) -> None:
+    """``val/images/`` (with ``val_annotations.txt``) or ``test/images/``: classes interleaved, as in the real splits."""
+    folder = root / split / "images"
+    folder.mkdir(parents=True)
+    classes = len(wnids)
+    rendered = [render_class(k, per, rng) for k in range(classes)]
+    order = rng.permutation(classes * per)
+    lines = []
+    for i, j in enumerate(order):
+        k, r = divmod(int(j), per)
+        pixels, box = rendered[k][0][r], rendered[k][1][r]
+        name = f"{split}_{i}.JPEG"
+        gray = i % GRAYSCALE_EVERY == 7
+        save_jpeg(pixels, folder / name, gray)
+        info.grayscale += gray
+        lines.append(f"{name}\t{wnids[k]}\t" + "\t".join(str(int(v)) for v in box) + "\n")
+    if split == "val":
+        (root / "val" / "val_annotations.txt").write_text("".join(lines))
+    info.counts[split] = len(order)
 
 
 def default_sample_dir() -> Path:

@@ -9,6 +9,8 @@
 - :func:`filter_grid` / :func:`filters_before_after`: first-layer filters (Zhai's Figure 7,
   Kim's Figure 2), alone or before and after adaptation side by side.
 - :func:`confusion_png`: the row-normalised confusion matrix.
+- :func:`filters_of`: the filters of a MODEL or of an architecture's ImageNet weights, to
+  draw beside the adapted model's.
 - :func:`write_report`: all of it in one folder with an ``index.html`` tying it together.
 
 Tables are plain lists of dicts; pictures are PNGs drawn with matplotlib's Agg canvas.
@@ -146,6 +148,37 @@ def first_conv_weight(model, first_conv: str | None = None):
     return module.weight.detach().float().cpu()
 
 
+def filters_of(before: str, weights_source: str | None = None):
+    """First-layer filters to draw beside a model's: ``before`` is a MODEL (an adapted-model or run
+    directory, a Hub id), or an architecture name whose network is read with ``weights_source``
+    (default: its ImageNet weights; ``none``: a reproducible random initialisation).
+    Returns ``(weight, label)``."""
+    from pathlib import Path
+
+    from tinyzoo.evaluate import model_source
+
+    if Path(before).expanduser().exists() or ("/" in before and not weights_source):
+        source = model_source.resolve(before)
+        return first_conv_weight(model_source.load(source)), f"before: {source.label}"
+    from tinyzoo.builders import build
+    from tinyzoo.registry import get_registry
+    from tinyzoo.weights import load_weights
+
+    spec = get_registry().architecture(before)
+    loaded = load_weights(weights_source, spec)
+    if loaded.state_dict is not None and spec.first_conv and f"{spec.first_conv}.weight" in loaded.state_dict:
+        weight = loaded.state_dict[f"{spec.first_conv}.weight"].float()
+    else:
+        import torch
+
+        torch.manual_seed(0)  # a reproducible picture of random initialisation
+        network = build(spec)
+        if loaded.state_dict is not None:
+            network.load_state_dict(loaded.state_dict, strict=False)
+        weight = first_conv_weight(network, spec.first_conv)
+    return weight, f"before: {spec.name}, " + ("random initialisation" if loaded.state_dict is None else loaded.source)
+
+
 def _spec_first_conv(architecture) -> str | None:
     if not architecture:
         return None
@@ -266,16 +299,7 @@ def write_report(
     table = class_error_table(preds, labels, wnids, names)
     pairs = confused_pairs(preds, labels, wnids, names, top_pairs)
     summary = predictions.summary()
-    files: dict[str, str] = {}
-
-    rows = [[r["wnid"], r["name"], r["images"], r["errors"], f"{r['error_rate']:.4f}", r["distinct_wrong"],
-             "; ".join(f"{c['name']} ({c['count']})" for c in r["confused_with"])] for r in table]
-    write_atomic(out / "class_errors.csv", csv_text(["wnid", "name", "images", "errors", "error_rate", "distinct_wrong", "confused_with"], rows))
-    files["class_errors"] = "class_errors.csv"
-    rows = [[p["true_wnid"], p["true_name"], p["predicted_wnid"], p["predicted_name"], p["count"], f"{p['share']:.4f}"] for p in pairs]
-    write_atomic(out / "confused_pairs.csv", csv_text(["true_wnid", "true_name", "predicted_wnid", "predicted_name", "count", "share"], rows))
-    files["confused_pairs"] = "confused_pairs.csv"
-
+    files = write_tables(out, table, pairs)
     if misclassified_grid(images, predictions.probs, labels, names, out / PICTURES["misclassified"], count=misclassified):
         files["misclassified"] = PICTURES["misclassified"]
     confusion_png(preds, labels, names, out / PICTURES["confusion"])
@@ -304,6 +328,16 @@ def write_report(
     write_atomic(out / "index.html", render_html(data))
     files["html"] = "index.html"
     return data
+
+
+def write_tables(out: Path, table: list[dict], pairs: list[dict]) -> dict[str, str]:
+    """class_errors.csv and confused_pairs.csv in ``out``; returns their names by key."""
+    rows = [[r["wnid"], r["name"], r["images"], r["errors"], f"{r['error_rate']:.4f}", r["distinct_wrong"],
+             "; ".join(f"{c['name']} ({c['count']})" for c in r["confused_with"])] for r in table]
+    write_atomic(out / "class_errors.csv", csv_text(["wnid", "name", "images", "errors", "error_rate", "distinct_wrong", "confused_with"], rows))
+    rows = [[p["true_wnid"], p["true_name"], p["predicted_wnid"], p["predicted_name"], p["count"], f"{p['share']:.4f}"] for p in pairs]
+    write_atomic(out / "confused_pairs.csv", csv_text(["true_wnid", "true_name", "predicted_wnid", "predicted_name", "count", "share"], rows))
+    return {"class_errors": "class_errors.csv", "confused_pairs": "confused_pairs.csv"}
 
 
 def csv_text(header: list[str], rows: list[list]) -> str:

@@ -84,13 +84,17 @@ def softmax_average(member_probs: list) -> np.ndarray:
     return _stack(member_probs).mean(axis=0).astype(np.float32)
 
 
+def best_first(member_top1: list[float]) -> list[int]:
+    """Member indices by their own top-1, best first; equally good members keep the order they were given in."""
+    return sorted(range(len(member_top1)), key=lambda i: -member_top1[i])
+
+
 def greedy_size(member_probs: list, labels) -> SizeSelection:
     """Milani's selection: sort members best-first, score every prefix, keep the best size."""
     stack = _stack(member_probs)
     labels = np.asarray(labels, dtype=np.int64)
     member_top1 = [topk_accuracy(p, labels, 1) for p in stack]
-    # stable sort: equally good members keep the order they were given in
-    order = sorted(range(len(stack)), key=lambda i: -member_top1[i])
+    order = best_first(member_top1)
     running = np.zeros(stack.shape[1:], dtype=np.float64)
     top1_by_size = []
     for n, index in enumerate(order, start=1):
@@ -99,6 +103,31 @@ def greedy_size(member_probs: list, labels) -> SizeSelection:
     best_size = int(np.argmax(top1_by_size)) + 1  # argmax: first (smallest) size on a tie
     probs = stack[order[:best_size]].mean(axis=0).astype(np.float32)
     return SizeSelection(order, member_top1, top1_by_size, best_size, probs)
+
+
+@dataclass
+class Choice:
+    """What an ensemble method made of its members: ``probs`` ``(N, K)``, the members it
+    ``kept`` (input indices, best first when ranked), and Milani's ``selection`` (when the
+    size was chosen on the split) or Zhai's ``vote`` (majority vote)."""
+
+    probs: np.ndarray = field(repr=False)
+    kept: list[int]
+    selection: SizeSelection | None = None
+    vote: VoteResult | None = None
+
+
+def softmax_ensemble(member_probs: list, labels=None, size: int | None = None) -> Choice:
+    """Milani's softmax average. With labels and no ``size``: the best size chosen on the split
+    (:func:`greedy_size`). Otherwise the first ``size`` members (all when None): best-first by
+    their own top-1 when there are labels, else in the order given."""
+    labelled = labels is not None and bool((np.asarray(labels) >= 0).any())
+    if size is None and labelled:
+        selection = greedy_size(member_probs, labels)
+        return Choice(selection.probs, selection.members, selection=selection)
+    order = best_first([topk_accuracy(p, labels, 1) for p in member_probs]) if labelled else list(range(len(member_probs)))
+    kept = order[: size or len(member_probs)]
+    return Choice(softmax_average([member_probs[i] for i in kept]), kept)
 
 
 def plot_size_curve(selection: SizeSelection, path, title: str = "Snapshot ensemble") -> None:

@@ -25,14 +25,20 @@ def topk_indices(probs, k: int) -> np.ndarray:
     return np.argsort(-probs, axis=1, kind="stable")[:, :k].astype(np.int64)
 
 
-def topk_accuracy(probs, labels, k: int = 1) -> float:
-    """The fraction of labelled rows whose label is among their ``k`` best classes."""
+def topk_hits(probs, labels, k: int = 1) -> int:
+    """How many labelled rows have their label among their ``k`` best classes."""
     probs, labels = _check(probs, labels)
     mask = labels >= 0
-    if not mask.any():
+    return int((topk_indices(probs[mask], k) == labels[mask, None]).any(axis=1).sum())
+
+
+def topk_accuracy(probs, labels, k: int = 1) -> float:
+    """The fraction of labelled rows whose label is among their ``k`` best classes."""
+    labelled = int((np.asarray(labels) >= 0).sum())
+    if not labelled:
+        _check(probs, labels)
         raise TinyzooError("no labelled images to score (the test split has no labels; use --split val)")
-    hits = (topk_indices(probs[mask], k) == labels[mask, None]).any(axis=1)
-    return float(hits.mean())
+    return topk_hits(probs, labels, k) / labelled
 
 
 def per_class_accuracy(predictions, labels, num_classes: int) -> np.ndarray:

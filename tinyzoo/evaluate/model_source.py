@@ -9,12 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinyzoo.errors import TinyzooError
-from tinyzoo.locate import RECIPE_FILE, SNAPSHOTS_DIR, ModelSource, resolve
+from tinyzoo.locate import SNAPSHOTS_DIR, ModelSource, resolve
 from tinyzoo.model_files import is_model_dir
-from tinyzoo.specs import IMAGE_SIZE
-
-# what the eval pipeline of a run's recipe may say that matters once views are cut
-NORMALISATION_KEYS = ("normalize", "mean", "std")
 
 
 def snapshot_dirs(run_dir: Path) -> list[Path]:
@@ -49,35 +45,19 @@ def load(source: ModelSource | str, *, offline: bool | None = None):
     return load_adapted(source.path)
 
 
-def preprocess_for(source: ModelSource, model, *, data_dir=None, cache_dir=None, crop: int | None = None):
-    """How ``model`` (loaded from ``source``) wants its images: a
-    :class:`~tinyzoo.evaluate.predictions.Preprocess`.
+def recorded_data(source: ModelSource) -> str | None:
+    """The dataset directory the model's training run read (its run.json), when it is still on disk."""
+    if source.run_dir is None or not (Path(source.run_dir) / "run.json").is_file():
+        return None
+    from tinyzoo.train.rundir import read_settings
 
-    A model from a run takes its run's ``recipe.toml``: ``evaluation.crop`` and the
-    normalisation of ``data.eval`` (``dataset`` and ``pixel`` use the statistics of
-    ``data_dir``'s training split, as the trainer did). Any other model takes its
-    config.json's ``input_size``, ``mean`` and ``std``. ``crop`` overrides the crop size.
-    """
-    from tinyzoo.evaluate.predictions import Preprocess
+    recorded = read_settings(source.run_dir).get("data")
+    return recorded if recorded and Path(recorded).is_dir() else None
 
-    config = getattr(model, "tinyzoo_config", None) or {}
-    recipe_path = source.run_dir / RECIPE_FILE if source.run_dir is not None else None
-    if recipe_path is None or not recipe_path.is_file():
-        return Preprocess.from_config(config, crop)
-    from tinyzoo.data.augment import Pipeline
-    from tinyzoo.recipe import load_recipe
 
-    recipe = load_recipe(recipe_path)
-    cfg = {k: v for k, v in dict(recipe.data.eval).items() if k in NORMALISATION_KEYS}
-    stats = None
-    if cfg.get("normalize") in ("dataset", "pixel"):
-        if data_dir is None:
-            raise TinyzooError(
-                f"{recipe_path}: data.eval normalize = {cfg['normalize']!r} needs the training split's statistics; pass --data DIR"
-            )
-        from tinyzoo.data.cache import open_split
-
-        stats = open_split(data_dir, "train", cache_dir=cache_dir)
-    # the whole 64x64 image is normalised; the views are cut from it afterwards
-    pipeline = Pipeline.from_config({**cfg, "crop": IMAGE_SIZE, "eval_crop": "center"}, stats=stats, train=False)
-    return Preprocess(crop or recipe.evaluation.crop, pipeline=pipeline, origin=str(recipe_path))
+def eval_dir(source: ModelSource, *parts: str) -> Path:
+    """Where evaluation results go by default: ``<run or model dir>/eval/...`` for a local model,
+    ``./tinyzoo-eval/<repo>/...`` for a Hub one."""
+    if source.kind == "hub":
+        return Path("tinyzoo-eval", source.label, *parts)
+    return Path(source.run_dir or source.path) / "eval" / Path(*parts)

@@ -1,5 +1,6 @@
-"""Training: the staged trainer, its optimizers and schedules, frozen-feature caching, run
-directories and data-parallel set-up.
+"""Training: the staged trainer, its stages and run state, optimizers and schedules,
+frozen-feature caching and run directories (device, precision and processes are
+:mod:`tinyzoo.runtime`'s).
 
 ``Trainer(recipe, TrainSettings(data=..., out=...)).run()`` trains a recipe into a run
 directory; ``tinyzoo train`` is the command-line face of it. Importing this package imports

@@ -163,7 +163,7 @@ def extract_everywhere(model, head_paths, split_images, labels, pipeline, views,
     Rank ``r`` extracts rows ``r, r + W, ...``; the parts are gathered and put back in
     dataset order, so every process can follow the same batch order as the image loader.
     """
-    from tinyzoo.train import distributed
+    from tinyzoo import distributed
 
     n = len(labels)
     if not world.distributed:

@@ -3,6 +3,7 @@
 Layout::
 
     RUN/recipe.toml           the resolved recipe (what ran, every default filled)
+    RUN/run.json              the settings it started with (data, cache, device, threads): what --resume reuses
     RUN/metrics.jsonl         one JSON object per epoch (losses, top-1/top-5, lr, time, images/s)
     RUN/lr.csv                the learning rate at every optimizer step: step,epoch,lr
     RUN/checkpoints/LATEST    name of the newest complete checkpoint
@@ -20,16 +21,19 @@ import json
 import math
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
-from tinyzoo.atomic_files import append_durable, atomic_path, staged_dir, sweep_temporaries, write_atomic
+from tinyzoo.atomic_files import (
+    append_durable,
+    atomic_path,
+    staged_dir,
+    sweep_temporaries,
+    write_atomic,
+)
 from tinyzoo.errors import TinyzooError
 
 KEEP_CHECKPOINTS = 2  # the newest and the one before it, in case the newest is being replaced
-
-
 
 
 def save_model_dir(model, path: Path) -> None:
@@ -61,11 +65,9 @@ class RunDir:
         write_atomic(self.recipe_path, recipe_toml)
         write_atomic(self.metrics_path, "")
 
-    def read_recipe_text(self) -> str:
-        """The resolved recipe this run was started with."""
-        if not self.recipe_path.is_file():
-            raise TinyzooError(f"{self.path}: not a run directory (no recipe.toml)")
-        return self.recipe_path.read_text()
+    def write_settings(self, record: dict[str, Any]) -> None:
+        """run.json: the settings the run started with (what ``--resume`` and ``tinyzoo eval`` reuse)."""
+        write_atomic(self.path / "run.json", json.dumps(record, indent=2) + "\n")
 
     # -- metrics -------------------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:
@@ -75,12 +77,6 @@ class RunDir:
     def rewrite_metrics(self, records: list[dict[str, Any]]) -> None:
         """Replace metrics.jsonl with ``records`` (on resume: what the checkpoint had seen)."""
         write_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records))
-
-    def read_metrics(self) -> list[dict[str, Any]]:
-        """The records of metrics.jsonl."""
-        if not self.metrics_path.is_file():
-            return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
 
     def write_lr_trace(self, trace: list[tuple[int, float, float]]) -> None:
         """lr.csv: ``step,epoch,lr`` per optimizer step."""
@@ -220,14 +216,19 @@ class RunDir:
             fig.savefig(tmp, dpi=100)
 
 
+def default_run_dir(name: str) -> Path:
+    """``runs/NAME``, or ``runs/NAME-2``, ``-3``... when taken."""
+    base = Path("runs") / Path(name).stem
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
 def checkpoint_name(stage: int, epoch: int) -> str:
     """``s01-e0003``: the checkpoint written after ``epoch`` epochs of stage ``stage`` (0-based)."""
     return f"s{stage:02d}-e{epoch:04d}"
-
-
-def now() -> float:
-    """Wall-clock seconds (for metrics' timestamps)."""
-    return time.time()
 
 
 def finite_or_none(value: float | None) -> float | None:
