@@ -56,9 +56,11 @@ def open_data(data_dir: str, split: str, cache_dir: str | None):
 
 def predict_source(source, data, opts: dict):
     """Load ``source``'s model and run it over ``data`` with the command's options."""
+    from tinyzoo.cpu_threads import configure_for
     from tinyzoo.evaluate import model_source
     from tinyzoo.evaluate.predictions import predict_split
 
+    configure_for(opts["device"])  # on the CPU: the cores idle now (docs/training.md, "Devices and speed")
     net = model_source.load(source)
     preprocess = model_source.preprocess_for(source, net, data_dir=opts["data_dir"], cache_dir=opts["cache_dir"], crop=opts["crop"])
     predictions = predict_split(net, data, views=opts["views"], combine=opts["combine"], preprocess=preprocess, limit=opts["limit"],
@@ -281,6 +283,7 @@ def predict_command(model, images, topk, views, combine, crop, data_dir, device,
     """
     import numpy as np
 
+    from tinyzoo.cpu_threads import configure_for
     from tinyzoo.data.layout import read_image
     from tinyzoo.evaluate import metrics, model_source
     from tinyzoo.evaluate.predictions import model_classes, run_model
@@ -290,6 +293,7 @@ def predict_command(model, images, topk, views, combine, crop, data_dir, device,
     preprocess = model_source.preprocess_for(source, net, data_dir=data_dir, crop=crop)
     wnids, names = model_classes(net)
     pixels = np.stack([read_image(path)[0] for path in images])
+    configure_for(device)  # on the CPU: the cores idle now
     probs = run_model(net, pixels, views=views, combine=combine, preprocess=preprocess, device=device, desc="predicting")
     best = metrics.topk_indices(probs, topk)
     results = [{"image": str(path), "top": [{"rank": r + 1, "wnid": wnids[k], "name": names[k], "probability": float(probs[i, k])}

@@ -78,7 +78,8 @@ def train_command(name, data, out, sets, resume, device, epochs_scale, cache_dir
             click.echo(f"no --data: training on the generated sample dataset in {data} (10 classes; give --data DIR for real data)", err=True)
         out = out or default_run_dir(recipe.name)
 
-    from tinyzoo.train.trainer import StopRequested, Trainer, TrainSettings, environment_threads
+    from tinyzoo.cpu_threads import environment_threads
+    from tinyzoo.train.trainer import StopRequested, Trainer, TrainSettings
 
     threads = threads or environment_threads()
     settings = TrainSettings(

@@ -33,9 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinyzoo.console import progress
+from tinyzoo.cpu_threads import environment_threads, idle_cores  # noqa: F401  (environment_threads: imported from here by callers)
 from tinyzoo.data.augment import Pipeline
 from tinyzoo.data.cache import open_split
-from tinyzoo.data.loader import BatchLoader, seed_for
+from tinyzoo.data.device_loader import make_loader
+from tinyzoo.data.loader import seed_for
 from tinyzoo.errors import TinyzooError
 from tinyzoo.train import distributed
 from tinyzoo.train.features import cache_batches, cacheable, estimated_bytes, extract_everywhere, fixed_views, memory_budget, render_view
@@ -243,7 +245,7 @@ class Trainer:
         self.world = distributed.init(device)
         self.device = distributed.device_for(self.world, device)
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.benchmark = not torch.are_deterministic_algorithms_enabled()  # autotuning may pick other kernels after a resume
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         if self.device.type == "cpu":
@@ -441,7 +443,7 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         optimizer = build_optimizer(params, stage.optimizer)
         scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
-        loader = BatchLoader(
+        loader = make_loader(
             self.train_split, stage.batch_size, shuffle=True, seed=self.recipe.run.seed, pipeline=self.train_pipeline,
             device=self.device, drop_last=True, rank=world.rank, world_size=world.world_size, num_classes=self.num_classes,
         )
@@ -700,7 +702,7 @@ class Trainer:
 
     def validate(self, model) -> dict:
         """Validation loss, top-1 and top-5 of ``model`` on the validation split (this rank's shard, summed)."""
-        loader = BatchLoader(
+        loader = make_loader(
             self.val_split, max(self.recipe.stages[min(self.state.stage, len(self.recipe.stages) - 1)].batch_size, 64),
             shuffle=False, seed=self.recipe.run.seed, pipeline=self.eval_pipeline, device=self.device,
             drop_last=False, rank=self.world.rank, world_size=self.world.world_size, num_classes=self.num_classes,
@@ -844,27 +846,3 @@ def format_record(record: dict) -> str:
         parts.append(f"lr {record['lr']:.3g}")
     parts.append(f"{record['images_per_s']:.0f} img/s")
     return "  ".join(parts)
-
-
-def idle_cores(processes: int = 1) -> int:
-    """CPU threads for each of ``processes`` training processes: the cores idle right now, at least 1.
-
-    On a shared machine, OpenMP threads that outnumber the free cores spin against each
-    other: on 2 busy cores one thread trained 5-10x faster than two (docs/training.md).
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
-    free = max(1, round(cores - busy))
-    return max(1, min(torch.get_num_threads(), free) // max(1, processes))
-
-
-def environment_threads() -> int | None:
-    """Threads requested through TINYZOO_THREADS (None when unset)."""
-    value = os.environ.get("TINYZOO_THREADS")
-    return int(value) if value else None
