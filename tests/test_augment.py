@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinyzoo.data.augment import CONFIG_KEYS, IMAGENET_EIGVAL, IMAGENET_EIGVEC, Pipeline, axis_aligned_grid, slice_windows, take_windows
+from tinyzoo.data.augment import CONFIG_KEYS, IMAGENET_EIGVAL, IMAGENET_EIGVEC, Pipeline, axis_aligned_grid, pixel_centres, slice_windows, take_windows
 from tinyzoo.data.cache import SplitStats
 from tinyzoo.data.loader import BatchLoader
 from tinyzoo.errors import TinyzooError
@@ -155,7 +155,7 @@ def test_the_elementwise_grid_equals_affine_grid():
     theta = torch.zeros(8, 2, 3)
     theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = params.unbind(1)
     expected = F.affine_grid(theta, [8, 3, 40, 40], align_corners=False)
-    torch.testing.assert_close(axis_aligned_grid(params, 40), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(axis_aligned_grid(params, pixel_centres(40)), expected, atol=1e-6, rtol=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -74,14 +74,15 @@ def configure_for(device) -> int | None:
 
 
 @contextlib.contextmanager
-def limited(threads: int = AUGMENT_THREADS):
-    """Run the block with at most ``threads`` torch CPU threads, then restore the count.
+def limited(threads: int | None = None):
+    """Run the block with at most ``threads`` torch CPU threads (default :data:`AUGMENT_THREADS`), then restore the count.
 
     Use it around a phase of small operations, never around a ``yield`` that hands control
     to a model phase.
     """
     import torch
 
+    threads = AUGMENT_THREADS if threads is None else threads
     before = torch.get_num_threads()
     if before <= threads:
         yield

@@ -31,4 +31,8 @@ def device() -> torch.device:
         pytest.skip("needs a GPU (or TINYZOO_TEST_DEVICE=cpu, as tests/gpu/check.sh --cpu sets)")
     if chosen.type == "cuda" and not torch.cuda.is_available():
         pytest.fail(f"TINYZOO_TEST_DEVICE={chosen} but torch sees no CUDA device")
+    if chosen.type == "cpu":
+        from tinyzoo.cpu_threads import configure
+
+        configure()  # the idle cores, as tinyzoo train: two spinning threads on a busy machine are many times slower
     return chosen

@@ -286,7 +286,7 @@ class Pipeline:
         sign = torch.where(draw.uniform(n) < 0.5, -1.0, 1.0) if self.flip else torch.ones(n)
         # the affine map of each sample (x' = sx * x + tx, y' = sy * y + ty), drawn and computed on the CPU
         params = torch.stack([cw * sign, 2 * x0 + cw - 1, ch, 2 * y0 + ch - 1], dim=1)
-        grid = axis_aligned_grid(draw.to_device(params), self.crop)
+        grid = axis_aligned_grid(draw.to_device(params), draw.to_device(pixel_centres(self.crop)))
         x = F.grid_sample(images.permute(0, 3, 1, 2).float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
         pixel_mean = None
         if self.normalize == "pixel":
@@ -516,15 +516,20 @@ def take_windows(src: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, size: in
     return crops.permute(0, 3, 1, 2)
 
 
-def axis_aligned_grid(params: torch.Tensor, size: int) -> torch.Tensor:
+def pixel_centres(size: int) -> torch.Tensor:
+    """The ``size`` output pixel centres on the -1..1 scale, as ``F.affine_grid`` places them (``align_corners=False``)."""
+    return torch.linspace(-1, 1, size) * (size - 1) / size
+
+
+def axis_aligned_grid(params: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
     """The sampling grid (N, size, size, 2) of ``F.affine_grid`` for maps without rotation or shear.
 
     ``params`` (N, 4) holds ``(sx, tx, sy, ty)``: x' = sx * x + tx, y' = sy * y + ty over the
-    output's pixel centres (``align_corners=False``). Element-wise, where ``affine_grid``'s
-    batched matrix product may run in TF32 on a GPU and move every crop by a fraction of a pixel.
+    output's pixel centres ``base`` (:func:`pixel_centres`, on ``params``' device). Element-wise,
+    where ``affine_grid``'s batched matrix product may run in TF32 on a GPU and move every crop by
+    a fraction of a pixel.
     """
-    n = params.shape[0]
-    base = (torch.linspace(-1, 1, size) * (size - 1) / size).to(params.device)  # affine_grid's pixel centres
+    n, size = params.shape[0], base.shape[0]
     sx, tx, sy, ty = params.unbind(1)
     gx = sx[:, None] * base[None, :] + tx[:, None]  # (N, size): depends on the column only
     gy = sy[:, None] * base[None, :] + ty[:, None]  # (N, size): on the row only
