@@ -127,15 +127,22 @@ def busy(processes: int):
             spinner.wait()
 
 
-def condition(root: Path, cache: Path, epochs: int, processes: int) -> dict:
-    """Every configuration once, with ``processes`` spinners running."""
+def condition(root: Path, cache: Path, epochs: int, processes: int, repeat: int) -> dict:
+    """Every configuration ``repeat`` times in alternation, with ``processes`` spinners running; the best of each counts.
+
+    Other work on a shared machine only ever slows a run down, so the best run is the one least disturbed.
+    """
     with busy(processes):
         before = load_average()
-        rows = {IMAGEFOLDER: measure("imagefolder", root, cache, epochs)}
-        print(f"  {IMAGEFOLDER}: {rows[IMAGEFOLDER]['img_s']:,.0f} img/s", flush=True)
-        for name, (threads, augment, wait) in LOADERS.items():
-            rows[name] = measure("tinyzoo", root, cache, epochs, threads, augment, wait)
-            print(f"  {name}: {rows[name]['img_s']:,.0f} img/s", flush=True)
+        rows: dict = {}
+        for _ in range(repeat):
+            runs = {IMAGEFOLDER: measure("imagefolder", root, cache, max(1, epochs // 3))}
+            for name, (threads, augment, wait) in LOADERS.items():
+                runs[name] = measure("tinyzoo", root, cache, epochs, threads, augment, wait)
+            for name, run in runs.items():
+                if name not in rows or run["img_s"] > rows[name]["img_s"]:
+                    rows[name] = run
+                print(f"  {name}: {run['img_s']:,.0f} img/s", flush=True)
         return {"busy": processes, "load_before": before, "load_after": load_average(), "rows": rows}
 
 
@@ -150,10 +157,11 @@ def markdown(r: dict) -> str:
     ratio = loaded["rows"][default]["img_s"] / loaded["rows"][IMAGEFOLDER]["img_s"]
     return f"""## Data loading
 
-`python tests/benchmarks/bench_data.py --busy {loaded['busy']}` ({r['date']}): {r['images']:,} generated 64x64 JPEGs in the
+`python tests/benchmarks/bench_data.py --busy {loaded['busy']} --repeat {r['repeat']}` ({r['date']}): {r['images']:,} generated 64x64 JPEGs in the
 Tiny ImageNet layout (`tinyzoo data sample`, {r['classes']} classes x {r['per_class']}); random 56 crop +
 horizontal flip + ImageNet normalisation, float batches of {BATCH}, shuffled; steady state over
-{r['epochs']} epochs after one warm-up epoch, each configuration in a fresh process. Machine: {r['machine']},
+{r['epochs']} epochs (ImageFolder: {max(1, r['epochs'] // 3)}) after one warm-up epoch, each configuration in a fresh
+process, the best of {r['repeat']} alternating rounds. Machine: {r['machine']},
 {r['cpus']} CPU cores shared with other engineers' work, torch {r['torch']}. "As it is": load average
 {idle['load_before']} before, {idle['load_after']} after; "+{loaded['busy']} busy": with {loaded['busy']} extra process(es)
 spinning on the CPU, load average {loaded['load_before']} before, {loaded['load_after']} after.
@@ -191,6 +199,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs after one warm-up epoch")
     parser.add_argument("--busy", type=int, default=1, help="spinning processes for the loaded measurement")
+    parser.add_argument("--repeat", type=int, default=3, help="alternating rounds per condition; the best of each configuration counts")
     parser.add_argument("--doc", type=Path, default=None, help="Markdown file whose '## Data loading' section to rewrite")
     parser.add_argument("--worker", choices=["tinyzoo", "imagefolder"], help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
@@ -210,12 +219,12 @@ def main() -> None:
     try:
         root, cache = work / "tiny", work / "cache"
         write_sample(root, classes=args.classes, per_class=args.per_class, val_per_class=1, test_per_class=1)
-        results = {"date": time.strftime("%Y-%m-%d"), "classes": args.classes, "per_class": args.per_class, "epochs": args.epochs,
+        results = {"date": time.strftime("%Y-%m-%d"), "classes": args.classes, "per_class": args.per_class, "epochs": args.epochs, "repeat": args.repeat,
                    "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
                    **build_cache(root, cache), "conditions": []}
         for processes in (0, args.busy):
             print(f"with {processes} busy process(es):", flush=True)
-            results["conditions"].append(condition(root, cache, args.epochs, processes))
+            results["conditions"].append(condition(root, cache, args.epochs, processes, args.repeat))
         print(json.dumps(results))
         section = markdown(results)
         print(section)

@@ -80,7 +80,7 @@ def resnet18_small(device: torch.device, classes: int = 200):
     return tinyzoo.create("resnet18", stem="small", classes=classes, weights="none", head_init="random").to(device)
 
 
-def train_step_fn(model, setup: TrainSetup, device: torch.device, compile_backend: str | None):
+def train_step_fn(model, setup: TrainSetup, device: torch.device, compile_backend: str = "inductor"):
     """``step(images, targets)`` as the trainer runs one: autocast, cross-entropy, backward, SGD, top-k hits."""
     if setup.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -103,7 +103,7 @@ def train_step_fn(model, setup: TrainSetup, device: torch.device, compile_backen
 
 
 def train_rate(split, device: torch.device, setup: TrainSetup, batch: int, steps: int, *, warmup: int = 3,
-               compile_backend: str | None = None, crop: int = 56) -> dict:
+               compile_backend: str = "inductor", crop: int = 56) -> dict:
     """Images/s of training steps fed by the resident loader (Kim's augmentation) and by one fixed batch.
 
     ``data_wait`` is how much slower the loader-fed steps were: 0 means the network never waited for data.

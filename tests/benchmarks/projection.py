@@ -25,6 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -89,6 +90,16 @@ def pipelines(recipe, split, channels_last: bool):
         train_cfg.setdefault("channels_last", True)
         eval_cfg.setdefault("channels_last", True)
     return Pipeline.from_config(train_cfg, stats=split.stats), Pipeline.from_config(eval_cfg, stats=split.stats, train=False)
+
+
+def with_classes(split, classes: int, cache: dict):
+    """``split`` with its labels folded into ``classes`` (the quickstart has 10), made once per class count."""
+    if split.num_classes <= classes:
+        return split
+    key = ("split", classes)
+    if key not in cache:
+        cache[key] = SimpleNamespace(**{**vars(split), "labels": split.labels % classes, "wnids": split.wnids[:classes], "num_classes": classes})
+    return cache[key]
 
 
 def uses_feature_cache(recipe, stage, model, train_pipeline) -> bool:
@@ -225,7 +236,7 @@ def project_stage(recipe, stage, measured: Measured, cached: bool, views: int) -
     return StageProjection(stage.name, micro, stage.batch_size, cached, epochs, validations, measured.batch, seconds)
 
 
-def project_recipe(recipe, split, device, *, compile_backend=None, cap=None, steps=10, cache=None) -> dict:
+def project_recipe(recipe, split, device, *, compile_backend="inductor", cap=None, steps=10, cache=None) -> dict:
     """Every stage of ``recipe`` measured (reusing ``cache`` for identical stages) and projected."""
     from tinyzoo.train.features import fixed_views
 
@@ -233,6 +244,7 @@ def project_recipe(recipe, split, device, *, compile_backend=None, cap=None, ste
         torch.float16 if recipe.run.amp == "fp16" else None)
     channels_last = bool(recipe.run.channels_last)
     cache = {} if cache is None else cache
+    split = with_classes(split, recipe.model.classes, cache)
     rows = []
     for stage, stem in stage_models(recipe):
         model = build_model(recipe, stem, device)

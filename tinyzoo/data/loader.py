@@ -131,7 +131,9 @@ class BatchLoader:
             return images, labels
         generator = torch.Generator().manual_seed(seed_for(self.seed, self.epoch, self.rank, number))
         # On the CPU the batch's small operations run on one thread: a second gains little and stalls under load.
-        with limited() if self.device.type == "cpu" else contextlib.nullcontext():
+        # (Not from a prefetch thread: the count is the process's, and the model may be running.)
+        alone = self.device.type == "cpu" and threading.current_thread() is threading.main_thread()
+        with limited() if alone else contextlib.nullcontext():
             return self.pipeline(images, generator, labels=labels, num_classes=self.num_classes)
 
     def __iter__(self) -> Iterator:
