@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO
 
 CHECK = REPO / "tests" / "gpu" / "check.sh"
-SECTIONS = ["environment", "correctness", "data", "train", "eval", "projections", "compile"]
+SECTIONS = ["environment", "correctness", "data", "train", "eval", "targets", "compile", "projections"]
 
 
 def environment() -> dict:
@@ -47,21 +47,24 @@ def test_the_dry_run_passes_every_section_and_writes_both_reports(tmp_path):
     assert {r["loader"] for r in sections["data"]["resident"]} == {"DeviceLoader"}
     assert [r["setup"] for r in sections["train"]["rows"]] == ["fp32", "bf16", "bf16 + channels_last"]
     assert [r["views"] for r in sections["eval"]["rows"]] == ["12crop", "center"]
-    projected = {r["recipe"]: r for r in sections["projections"]["rows"]}
+    projected = {r["recipe"]: r for r in sections["targets"]["rows"] + sections["projections"]["rows"]}
+    assert [r["recipe"] for r in sections["targets"]["rows"]] == ["tinyzoo-speedrun", "kim2016-resnet18"]
+    assert [r["target_seconds"] for r in sections["targets"]["rows"]] == [60, 600]
     assert set(projected) == {"tinyzoo-speedrun", "kim2016-resnet18", "milani2017-inception-v3-vanilla", "zhai2016-resnet50"}
     assert all(r["status"] == "ok" and r["seconds"] > 0 for r in projected.values())
     assert [s["cached_features"] for s in projected["milani2017-inception-v3-vanilla"]["stages"]] == [True]
     assert [s["micro_batches"] for s in projected["kim2016-resnet18"]["stages"]] == [7810, 15620, 6248, 20306]
     assert sections["compile"]["rows"][0]["setup"] == "bf16 + channels_last + torch.compile"
     markdown = (out / "gpu-check.md").read_text()
-    for heading in ("## Correctness", "## Data only", "## Training", "## Evaluation", "## Recipe projections", "## Training under torch.compile"):
+    for heading in ("## Correctness", "## Data only", "## Training", "## Evaluation", "## Recipes with a time target", "## Other recipes",
+                    "## Training under torch.compile"):
         assert heading in markdown
     doc = tmp_path / "benchmarks.md"
     shutil.copy(REPO / "docs" / "benchmarks.md", doc)
     subprocess.run([sys.executable, str(REPO / "tests" / "gpu" / "check.py"), "--render", str(out / "gpu-check.json"), "--doc", str(doc)],
                    check=True, capture_output=True, timeout=60)
     text = doc.read_text()
-    assert text.count("\n## GPU\n") == 1 and "### Recipe projections" in text and "## Data loading" in text
+    assert text.count("\n## GPU\n") == 1 and "### Recipes with a time target" in text and "## Data loading" in text
 
 
 def test_a_spent_budget_skips_every_section_and_still_reports(tmp_path):

@@ -107,8 +107,8 @@ def stage_details(result: dict) -> str:
 
 
 RENDERERS = {"correctness": ("Correctness", correctness_md), "data": ("Data only", data_md), "train": ("Training", train_md),
-             "eval": ("Evaluation", eval_md), "projections": ("Recipe projections", projections_md),
-             "compile": ("Training under torch.compile", train_md)}
+             "compile": ("Training under torch.compile", train_md), "eval": ("Evaluation", eval_md),
+             "targets": ("Recipes with a time target", projections_md), "projections": ("Other recipes", projections_md)}
 
 
 def body(report: dict, level: str = "##") -> str:
