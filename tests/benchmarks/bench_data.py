@@ -174,6 +174,13 @@ spinning on the CPU, load average {loaded['load_before']} before, {loaded['load_
 
 With the extra load the `tinyzoo` command's loader is **{ratio:.1f}x** ImageFolder (goal: at least 15x).
 
+Reading the table: the first row is the loader before tinyzoo's thread rules, two OpenMP threads
+spinning at every operation's barrier; each of the rules alone (passive waiting, or one thread
+while augmenting) removes most of that loss, and tinyzoo applies both (docs/training.md, "Devices
+and speed"), because a Python program that imports torch itself keeps OpenMP's spinning default.
+On this shared machine other engineers' work moves single runs by up to 2x even as the best of
+{r['repeat']}: rows within about a third of each other are not told apart here.
+
 | one-time cost | seconds |
 |---|---|
 | tinyzoo cache build (decode {r['images']:,} JPEGs, 2 processes) | {r['build_s']:.1f} |
