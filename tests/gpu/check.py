@@ -284,7 +284,8 @@ def compiled(check: Check) -> dict:
     sizes = check.sizes
     row = train_rate(check.shared["train"], device_of(check), setup, sizes["train_batch"], sizes["train_steps"], warmup=sizes["train_warmup"],
                      compile_backend=sizes["compile_backend"], crop=sizes["crop"])
-    return {"rows": [row], "backend": sizes["compile_backend"]}
+    return {"model": f"resnet18, stem small, {sizes['crop']} px crops of Kim's augmentation, 200 classes", "rows": [row],
+            "backend": sizes["compile_backend"]}
 
 
 # name, function, seconds it needs at least on a GPU / in the dry run (a section that no longer fits is skipped)
