@@ -31,7 +31,7 @@ def read_report(out):
     return json.loads((out / "gpu-check.json").read_text())
 
 
-@pytest.mark.slow  # about 60-90 s on an idle 2-core machine: five small training processes and every section
+@pytest.mark.slow  # about 110 s at load 3-4 on 2 cores (60 s of CPU): five small training processes and every section
 def test_the_dry_run_passes_every_section_and_writes_both_reports(tmp_path):
     out = tmp_path / "report"
     result = subprocess.run(["bash", str(CHECK), "--cpu", "--out", str(out), "--budget", "900"], capture_output=True, text=True,

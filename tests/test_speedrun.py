@@ -23,7 +23,7 @@ def test_the_speedrun_is_resnet18_from_scratch_with_the_small_stem():
     assert (recipe.run.amp, recipe.run.channels_last, recipe.evaluation.crop) == ("auto", True, 64)
 
 
-@pytest.mark.slow  # about 10 s on an idle 2-core machine: ResNet-18 at 24 px, 15 steps on one thread
+@pytest.mark.slow  # about 17 s at load 4 on the 2-core machine: ResNet-18 at 24 px, 15 steps on one thread
 def test_the_speedrun_learns_the_sample_far_above_chance(tmp_path):
     sample = write_training_sample(tmp_path / "sample")
     # Its optimizer, schedule shape and augmentation, on 80 images: small batches (so a smaller rate), small crops.

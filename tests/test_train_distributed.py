@@ -62,7 +62,7 @@ def test_two_gloo_processes_stay_in_sync(sample, tmp_path):
     assert "on cached features" in result.stderr  # the head stage ran data-parallel on cached features
 
 
-@pytest.mark.slow  # about 15 s: two "machines" on this one, rendezvous included
+@pytest.mark.slow  # about 25 s at load 4 on 2 cores: two "machines" on this one, rendezvous included
 def test_two_nodes_share_the_run_directory_and_build_the_cache_once(sample, tmp_path):
     """Multi-node torchrun as docs/training.md describes it: c10d rendezvous at one node's address, one
     process per node here, the dataset, cache and run directory on a file system both nodes see."""
