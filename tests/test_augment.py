@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinyzoo.data.augment import CONFIG_KEYS, IMAGENET_EIGVAL, IMAGENET_EIGVEC, Pipeline
+from tinyzoo.data.augment import CONFIG_KEYS, IMAGENET_EIGVAL, IMAGENET_EIGVEC, Pipeline, axis_aligned_grid, pixel_centres, slice_windows, take_windows
 from tinyzoo.data.cache import SplitStats
 from tinyzoo.data.loader import BatchLoader
 from tinyzoo.errors import TinyzooError
@@ -133,6 +133,29 @@ def test_same_seed_same_batch_other_seed_other_batch():
     pipeline = Pipeline.from_config({"crop": 56, "jitter": 0.4, "lighting": 0.1, "crop_mode": "resized"})
     assert torch.equal(pipeline(images, gen(7)), pipeline(images, gen(7)))
     assert not torch.equal(pipeline(images, gen(7)), pipeline(images, gen(8)))
+
+
+def test_the_gpu_crop_gather_equals_the_cpu_one():
+    """crop_windows runs take_windows on a GPU and slice_windows on the CPU: both must give the same windows."""
+    images = batch(16).permute(0, 3, 1, 2)
+    padded = F.pad(images, (3, 3, 3, 3), mode="reflect")
+    mean = torch.rand(1, 3, 70, 70).expand(16, -1, -1, -1)  # the per-pixel mean: float, stride 0 over the batch
+    for src, size in ((images, 56), (padded, 64), (mean, 57)):
+        limit = src.shape[-1] - size + 1
+        oy, ox = torch.randint(0, limit, (16,), generator=gen(1)), torch.randint(0, limit, (16,), generator=gen(2))
+        flips = torch.rand(16, generator=gen(3)) < 0.5
+        on_cpu, as_on_gpu = slice_windows(src, oy, ox, size, flips), take_windows(src, oy, ox, size, flips)
+        assert on_cpu.shape == (16, 3, size, size) and torch.equal(on_cpu, as_on_gpu)
+        i = int(flips.nonzero()[0, 0])
+        assert torch.equal(on_cpu[i], src[i, :, oy[i]:oy[i] + size, ox[i]:ox[i] + size].flip(-1))
+
+
+def test_the_elementwise_grid_equals_affine_grid():
+    params = torch.rand(8, 4) * 2 - 1
+    theta = torch.zeros(8, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = params.unbind(1)
+    expected = F.affine_grid(theta, [8, 3, 40, 40], align_corners=False)
+    torch.testing.assert_close(axis_aligned_grid(params, pixel_centres(40)), expected, atol=1e-6, rtol=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

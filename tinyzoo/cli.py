@@ -65,5 +65,8 @@ def add_plugin_commands(group: click.Group) -> None:
 
 def main() -> None:
     logs.configure()
+    from tinyzoo.cpu_threads import passive_wait
+
+    passive_wait()  # before any command imports torch: idle OpenMP threads sleep rather than spin (docs/training.md)
     add_plugin_commands(cli)
     cli.main(prog_name="tinyzoo")

@@ -1,8 +1,10 @@
 """Data-parallel training under ``torchrun``: one process per device, gradients all-reduced.
 
 ``torchrun --nproc_per_node N -m tinyzoo train ...`` sets ``RANK``, ``WORLD_SIZE`` and
-``LOCAL_RANK``; :func:`init` turns them into a :class:`World`. Without them the world is
-one process and nothing here touches ``torch.distributed``.
+``LOCAL_RANK``; :func:`init` turns them into a :class:`World`. Under ``torchrun`` even one
+process joins a process group (nccl on CUDA), so ``torchrun --nproc_per_node 1`` runs every
+collective a multi-GPU run does. Without torchrun the world is one process and nothing here
+touches ``torch.distributed``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ class World:
     world_size: int = 1
     local_rank: int = 0
     backend: str | None = None
+    launched: bool = False  # started by torchrun (which sets TORCHELASTIC_RUN_ID), whatever the world size
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """Whether this process is (or joins) a process group: more than one process, or any under torchrun."""
+        return self.world_size > 1 or self.launched
 
     @property
     def is_main(self) -> bool:
@@ -33,9 +37,11 @@ class World:
 def from_environment() -> World:
     """The world ``torchrun`` describes in the environment (a single process when it does not)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size <= 1:
+    launched = "TORCHELASTIC_RUN_ID" in os.environ
+    if size <= 1 and not launched:
         return World()
-    return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", os.environ["RANK"])))
+    rank = int(os.environ.get("RANK", "0"))
+    return World(rank, size, int(os.environ.get("LOCAL_RANK", rank)), launched=launched)
 
 
 def init(device) -> World:
@@ -54,7 +60,7 @@ def init(device) -> World:
         torch.cuda.set_device(world.local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, rank=world.rank, world_size=world.world_size)
-    return World(world.rank, world.world_size, world.local_rank, backend)
+    return World(world.rank, world.world_size, world.local_rank, backend, world.launched)
 
 
 def device_for(world: World, device):

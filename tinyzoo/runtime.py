@@ -60,11 +60,12 @@ def channels_last_helps(device, wanted: bool) -> bool:
 
 
 def configure(device) -> None:
-    """Backend settings for ``device``: on CUDA, cuDNN's autotuner and TF32 matrix products."""
+    """Backend settings for ``device``: on CUDA, cuDNN's autotuner (off under deterministic
+    algorithms: it may pick other kernels after a resume) and TF32 matrix products."""
     import torch
 
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = not torch.are_deterministic_algorithms_enabled()
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 

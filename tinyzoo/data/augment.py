@@ -5,6 +5,12 @@ drawn from a CPU ``torch.Generator`` and moved to the batch's device, so a seed 
 same batch on CPU and GPU. The geometry (crop, padding, flip) is a single gather from the
 uint8 batch; colour ops run on the float crop; mixup/cutmix come last.
 
+On a GPU nothing here waits for the device: random parameters travel in pinned memory
+without blocking, constants (means, eigenvectors, the per-pixel mean image) are moved once
+per device, and every decision that needs a number on the host (mix or not, the cutmix box,
+the jitter order) is taken from the CPU draw, so a training step can be queued while the
+previous one runs.
+
 Config keys (:data:`CONFIG_KEYS`, documented in docs/data.md) are what recipes write under
 their augmentation table; :meth:`Pipeline.from_config` checks them.
 """
@@ -96,6 +102,8 @@ class Pipeline:
     channels_last: bool = False
     train: bool = True
     stats: Any = dataclasses.field(default=None, repr=False, compare=False)
+    # constant tensors already on a device, keyed by (name, device): moved once, not per batch
+    device_constants: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     # --- construction ----------------------------------------------------------------
 
@@ -210,10 +218,20 @@ class Pipeline:
             if self.mixes:
                 raise TinyzooError("mixup/cutmix need the labels: call pipeline(images, generator, labels=labels, num_classes=C)")
             return x
+        if self.mixes and labels.device.type == "cpu":
+            check_mix_labels(labels)  # labels already on a GPU were checked by their loader: reading them here would wait for it
         labels = labels.to(images.device)
         if not self.mixes:
             return x, labels
         return self._mix(x, labels, num_classes, draw, n)
+
+    def _constant(self, name: str, device: torch.device, make) -> torch.Tensor:
+        """``make()`` (a CPU tensor) on ``device``, moved once per pipeline and device."""
+        key = (name, str(device))
+        value = self.device_constants.get(key)
+        if value is None:
+            value = self.device_constants[key] = make().to(device)
+        return value
 
     # --- geometry ----------------------------------------------------------------------
 
@@ -228,21 +246,30 @@ class Pipeline:
             oy = draw.randint(h + 2 * p - c + 1, n)
             ox = draw.randint(w + 2 * p - c + 1, n)
         elif self.crop_mode == "ten":
-            corners = torch.tensor([[0, 0], [0, w - c], [h - c, 0], [h - c, w - c], [(h - c) // 2, (w - c) // 2]], device=images.device)
+            corners = torch.tensor([[0, 0], [0, w - c], [h - c, 0], [h - c, w - c], [(h - c) // 2, (w - c) // 2]])
             pick = corners[draw.randint(5, n)]
             oy, ox = pick[:, 0], pick[:, 1]
         else:
-            oy = torch.full((n,), (h - c) // 2, device=images.device)
-            ox = torch.full((n,), (w - c) // 2, device=images.device)
-        flipped = (draw.uniform(n) < 0.5).nonzero().squeeze(1) if self.flip else None
-        crops = take_windows(src, oy, ox, c, flipped)
+            oy = torch.full((n,), (h - c) // 2)
+            ox = torch.full((n,), (w - c) // 2)
+        flips = draw.uniform(n) < 0.5 if self.flip else torch.zeros(n, dtype=torch.bool)
+        crops = crop_windows(src, oy, ox, c, flips, draw)
         pixel_mean = None
         if self.normalize == "pixel":
-            mean = self._pixel_mean_source(images.device, h, w, p if self.padding_mode == "constant" else 0).permute(2, 0, 1)[None]
+            pixel_mean = crop_windows(self._padded_pixel_mean(images.device, h, w, n), oy, ox, c, flips, draw)
+        return self._to_float(crops), pixel_mean
+
+    def _padded_pixel_mean(self, device, h: int, w: int, n: int) -> torch.Tensor:
+        """The per-pixel mean image as an (n, 3, H + 2p, W + 2p) view, padded as the images are."""
+        p = self.padding
+
+        def make():
+            mean = self._pixel_mean_source(h, w, p if self.padding_mode == "constant" else 0).permute(2, 0, 1)[None]
             if p and self.padding_mode != "constant":
                 mean = F.pad(mean, (p, p, p, p), mode=TORCH_PAD_MODES[self.padding_mode])
-            pixel_mean = take_windows(mean.expand(n, -1, -1, -1), oy, ox, c, flipped)
-        return self._to_float(crops), pixel_mean
+            return mean
+
+        return self._constant(f"padded-pixel-mean-{h}x{w}", device, make).expand(n, -1, -1, -1)
 
     def _to_float(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 NCHW -> float32, contiguous NCHW (or channels-last) in the same pass."""
@@ -259,18 +286,15 @@ class Pipeline:
         ch = torch.sqrt(area / ratio).clamp(max=1.0)
         x0 = draw.uniform(n) * (1 - cw)
         y0 = draw.uniform(n) * (1 - ch)
-        sign = torch.where(draw.uniform(n) < 0.5, -1.0, 1.0) if self.flip else torch.ones(n, device=images.device)
-        theta = torch.zeros(n, 2, 3, device=images.device)
-        theta[:, 0, 0] = cw * sign
-        theta[:, 0, 2] = 2 * x0 + cw - 1
-        theta[:, 1, 1] = ch
-        theta[:, 1, 2] = 2 * y0 + ch - 1
-        grid = F.affine_grid(theta, [n, 3, self.crop, self.crop], align_corners=False)
+        sign = torch.where(draw.uniform(n) < 0.5, -1.0, 1.0) if self.flip else torch.ones(n)
+        # the affine map of each sample (x' = sx * x + tx, y' = sy * y + ty), drawn and computed on the CPU
+        params = torch.stack([cw * sign, 2 * x0 + cw - 1, ch, 2 * y0 + ch - 1], dim=1)
+        grid = axis_aligned_grid(draw.to_device(params), draw.to_device(pixel_centres(self.crop)))
         x = F.grid_sample(images.permute(0, 3, 1, 2).float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
         pixel_mean = None
         if self.normalize == "pixel":
-            mean = self._pixel_mean_source(images.device, h, w, 0).permute(2, 0, 1)[None].expand(n, -1, -1, -1)
-            pixel_mean = F.grid_sample(mean, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            mean = self._constant(f"pixel-mean-{h}x{w}", images.device, lambda: self._pixel_mean_source(h, w, 0).permute(2, 0, 1)[None])
+            pixel_mean = F.grid_sample(mean.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="border", align_corners=False)
         return x, pixel_mean
 
     def _eval_view(self, images: torch.Tensor):
@@ -278,26 +302,28 @@ class Pipeline:
         n, h, w, _ = images.shape
         c = self.crop
         pixel_mean = None
+        source = None
+        if self.normalize == "pixel":
+            source = self._constant(f"pixel-mean-{h}x{w}", images.device, lambda: self._pixel_mean_source(h, w, 0).permute(2, 0, 1)[None])
         if self.eval_crop == "resize" and (h, w) != (c, c):
             x = F.interpolate(images.permute(0, 3, 1, 2).float(), size=(c, c), mode="bilinear", antialias=True, align_corners=False)
-            if self.normalize == "pixel":
-                mean = self._pixel_mean_source(images.device, h, w, 0).permute(2, 0, 1)[None]
-                pixel_mean = F.interpolate(mean, size=(c, c), mode="bilinear", antialias=True, align_corners=False)
+            if source is not None:
+                pixel_mean = F.interpolate(source, size=(c, c), mode="bilinear", antialias=True, align_corners=False)
             return x, pixel_mean
         c_h, c_w = min(c, h), min(c, w)
         y0, x0 = (h - c_h) // 2, (w - c_w) // 2
         x = self._to_float(images[:, y0:y0 + c_h, x0:x0 + c_w].permute(0, 3, 1, 2))
-        if self.normalize == "pixel":
-            pixel_mean = self._pixel_mean_source(images.device, h, w, 0)[y0:y0 + c_h, x0:x0 + c_w].permute(2, 0, 1)[None]
+        if source is not None:
+            pixel_mean = source[:, :, y0:y0 + c_h, x0:x0 + c_w]
         return x, pixel_mean
 
-    def _pixel_mean_source(self, device, h: int, w: int, pad: int) -> torch.Tensor:
-        """The per-pixel mean image (H+2pad, W+2pad, 3) on ``device``; padding takes the channel mean."""
-        mean = torch.as_tensor(self.stats.pixel_mean, dtype=torch.float32, device=device)
+    def _pixel_mean_source(self, h: int, w: int, pad: int) -> torch.Tensor:
+        """The per-pixel mean image (H+2pad, W+2pad, 3) on the CPU; padding takes the channel mean."""
+        mean = torch.as_tensor(self.stats.pixel_mean, dtype=torch.float32)
         if tuple(mean.shape[:2]) != (h, w):
             raise TinyzooError(f"normalize = 'pixel': the per-pixel mean is {tuple(mean.shape[:2])} but the batch is {(h, w)}")
         if pad:
-            fill = torch.as_tensor(self.stats.channel_mean, dtype=torch.float32, device=device)
+            fill = torch.as_tensor(self.stats.channel_mean, dtype=torch.float32)
             padded = fill.expand(h + 2 * pad, w + 2 * pad, 3).clone()
             padded[pad:pad + h, pad:pad + w] = mean
             mean = padded
@@ -320,7 +346,7 @@ class Pipeline:
         for i in order:
             op = ops[i]
             v = getattr(self, op)
-            f = (draw.uniform(n) * 2 * v + (1 - v)).clamp(min=0).view(n, 1, 1, 1)
+            f = draw.to_device((draw.uniform(n) * 2 * v + (1 - v)).clamp(min=0).view(n, 1, 1, 1))
             if op == "brightness":
                 x.mul_(f)
             elif op == "contrast":
@@ -335,11 +361,11 @@ class Pipeline:
                 eigval, eigvec = self.stats.eigval, self.stats.eigvec
             else:
                 eigval, eigvec = IMAGENET_EIGVAL, IMAGENET_EIGVEC
-            eigval = torch.as_tensor(eigval, dtype=torch.float32, device=x.device)
-            eigvec = torch.as_tensor(eigvec, dtype=torch.float32, device=x.device)
+            eigval = torch.as_tensor(eigval, dtype=torch.float32)
+            eigvec = torch.as_tensor(eigvec, dtype=torch.float32)
             alpha = draw.normal((n, 3)) * self.lighting
             rgb = (alpha * eigval) @ eigvec.T  # rgb[b, i] = sum_j eigvec[i, j] * alpha[b, j] * eigval[j]
-            x.add_(rgb.view(n, 3, 1, 1))
+            x.add_(draw.to_device(rgb.view(n, 3, 1, 1)))
         return x
 
     def _normalize(self, x: torch.Tensor, pixel_mean: torch.Tensor | None, *, scaled: bool) -> torch.Tensor:
@@ -347,7 +373,8 @@ class Pipeline:
         to_unit = 1.0 if scaled else 1 / 255
         if self.normalize == "none":
             return x if scaled else x.mul_(to_unit)
-        mean, std = self.channel_mean_std()
+        # the constants live on the device once: no host-to-device copy per batch
+        mean, std = self._constant("channel-mean-std", x.device, lambda: torch.as_tensor(self.channel_mean_std(), dtype=torch.float32))
         return normalise_(x, mean, std, scale=to_unit, pixel_mean=pixel_mean if self.normalize == "pixel" else None)
 
     def channel_mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -379,14 +406,12 @@ class Pipeline:
         """Mixup or cutmix with one lambda and one partner permutation per batch; soft targets."""
         if num_classes is None:
             raise TinyzooError("mixup/cutmix need num_classes to build soft targets")
-        if labels.numel() and int(labels.min()) < 0:
-            raise TinyzooError("mixup/cutmix need labels; this split has none (test split?)")
         targets = F.one_hot(labels.long(), num_classes).float()
-        use_mix = float(draw.uniform(1)[0]) < self.mix_prob
-        use_cutmix = self.cutmix > 0 and (self.mixup <= 0 or float(draw.uniform(1)[0]) < 0.5)
+        use_mix = draw.scalar() < self.mix_prob
+        use_cutmix = self.cutmix > 0 and (self.mixup <= 0 or draw.scalar() < 0.5)
         alpha = self.cutmix if use_cutmix else self.mixup
         lam = draw.beta(alpha)
-        perm = draw.permutation(n)
+        perm = draw.to_device(draw.permutation(n))
         if not use_mix:
             return x, targets
         if use_cutmix:
@@ -405,23 +430,37 @@ class Pipeline:
         return x, targets.mul_(lam).add_(partner_targets, alpha=1 - lam)
 
 
+def check_mix_labels(labels) -> None:
+    """Mixing needs a label for every image: raise for a split without them (the test split's -1)."""
+    if len(labels) and int(labels.min()) < 0:
+        raise TinyzooError("mixup/cutmix need labels; this split has none (test split?)")
+
+
 class Draw:
-    """Random numbers drawn on CPU from one generator, delivered on the batch's device."""
+    """Random numbers drawn on the CPU from one generator; :meth:`to_device` ships them to the batch.
+
+    Every draw stays on the CPU, so the host can decide with it without waiting for a GPU;
+    :meth:`to_device` copies through pinned memory without blocking on CUDA.
+    """
 
     def __init__(self, generator: torch.Generator | None, device: torch.device):
         self.generator, self.device = generator, device
 
     def uniform(self, n: int) -> torch.Tensor:
-        return torch.rand(n, generator=self.generator).to(self.device)
+        return torch.rand(n, generator=self.generator)
+
+    def scalar(self) -> float:
+        """One uniform number (the same draw as ``uniform(1)[0]``)."""
+        return float(torch.rand(1, generator=self.generator)[0])
 
     def randint(self, high: int, n: int) -> torch.Tensor:
-        return torch.randint(0, max(high, 1), (n,), generator=self.generator).to(self.device)
+        return torch.randint(0, max(high, 1), (n,), generator=self.generator)
 
     def normal(self, shape: tuple[int, ...]) -> torch.Tensor:
-        return torch.randn(shape, generator=self.generator).to(self.device)
+        return torch.randn(shape, generator=self.generator)
 
     def permutation(self, n: int) -> torch.Tensor:
-        return torch.randperm(n, generator=self.generator).to(self.device)
+        return torch.randperm(n, generator=self.generator)
 
     def beta(self, alpha: float) -> float:
         """One Beta(alpha, alpha) sample (torch's Beta takes no generator, so numpy draws it from a seed we draw)."""
@@ -430,6 +469,14 @@ class Draw:
         seed = int(torch.randint(0, 2**62, (1,), generator=self.generator)[0])
         return float(np.random.default_rng(seed).beta(alpha, alpha))
 
+    def to_device(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` (a CPU tensor) on the batch's device; on CUDA an asynchronous copy from pinned memory."""
+        if self.device.type == "cpu":
+            return values
+        if self.device.type == "cuda":
+            return values.pin_memory().to(self.device, non_blocking=True)
+        return values.to(self.device)
+
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:
     """Luma (N, 1, H, W) of an (N, 3, H, W) batch, ITU-R 601 weights as torchvision."""
@@ -437,16 +484,64 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
     return (GRAY_WEIGHTS[0] * r + GRAY_WEIGHTS[1] * g + GRAY_WEIGHTS[2] * b).unsqueeze(1)
 
 
-def take_windows(src: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, size: int, flipped: torch.Tensor | None) -> torch.Tensor:
-    """The ``size`` x ``size`` window at (oy[i], ox[i]) of each ``src[i]`` (N, C, H, W), mirrored for ``flipped`` rows.
+def crop_windows(src: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, size: int, flips: torch.Tensor, draw: Draw) -> torch.Tensor:
+    """The ``size`` x ``size`` window at (oy[i], ox[i]) of each ``src[i]`` (N, C, H, W), mirrored where ``flips``.
 
-    One advanced index over the unfolded view copies every window at once into (N, C, size, size).
+    ``oy``, ``ox`` (int64) and ``flips`` (bool) are CPU tensors. On the CPU the windows are numpy
+    views copied once (:func:`slice_windows`); on a GPU one gather kernel (:func:`take_windows`).
+    Both give the same values; the result is an (N, C, size, size) view.
+    """
+    if src.device.type == "cpu":
+        return slice_windows(src, oy, ox, size, flips)
+    return take_windows(src, draw.to_device(oy), draw.to_device(ox), size, draw.to_device(flips))
+
+
+def slice_windows(src: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, size: int, flips: torch.Tensor) -> torch.Tensor:
+    """:func:`crop_windows` on the CPU: one numpy view per window (mirrored by a negative stride), stacked in one copy.
+
+    The stack is channels-innermost (N, size, size, C), which the float conversion reads fastest.
+    """
+    import numpy as np
+
+    array = src.permute(0, 2, 3, 1).numpy()  # NHWC view of whatever strides src has
+    views = []
+    for i, (y, x, flip) in enumerate(zip(oy.tolist(), ox.tolist(), flips.tolist())):
+        cols = slice(x + size - 1, x - 1 if x else None, -1) if flip else slice(x, x + size)
+        views.append(array[i, y:y + size, cols])
+    return torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2)
+
+
+def take_windows(src: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, size: int, flips: torch.Tensor) -> torch.Tensor:
+    """:func:`crop_windows` as tensor ops on ``src``'s device, nothing read back to the host.
+
+    One advanced index over the unfolded view copies every window at once into
+    (N, size, size, C); mirrored windows are chosen with ``torch.where`` (no data-dependent
+    shapes, so no synchronisation).
     """
     windows = src.unfold(2, size, 1).unfold(3, size, 1)  # (N, C, H-size+1, W-size+1, size, size), no copy
-    crops = windows.permute(0, 2, 3, 1, 4, 5)[torch.arange(src.shape[0], device=src.device), oy, ox]
-    if flipped is not None and len(flipped):
-        crops[flipped] = crops[flipped].flip(-1)
-    return crops
+    crops = windows.permute(0, 2, 3, 4, 5, 1)[torch.arange(src.shape[0], device=src.device), oy, ox]  # (N, size, size, C)
+    crops = torch.where(flips.view(-1, 1, 1, 1), crops.flip(2), crops)
+    return crops.permute(0, 3, 1, 2)
+
+
+def pixel_centres(size: int) -> torch.Tensor:
+    """The ``size`` output pixel centres on the -1..1 scale, as ``F.affine_grid`` places them (``align_corners=False``)."""
+    return torch.linspace(-1, 1, size) * (size - 1) / size
+
+
+def axis_aligned_grid(params: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """The sampling grid (N, size, size, 2) of ``F.affine_grid`` for maps without rotation or shear.
+
+    ``params`` (N, 4) holds ``(sx, tx, sy, ty)``: x' = sx * x + tx, y' = sy * y + ty over the
+    output's pixel centres ``base`` (:func:`pixel_centres`, on ``params``' device). Element-wise,
+    where ``affine_grid``'s batched matrix product may run in TF32 on a GPU and move every crop by
+    a fraction of a pixel.
+    """
+    n, size = params.shape[0], base.shape[0]
+    sx, tx, sy, ty = params.unbind(1)
+    gx = sx[:, None] * base[None, :] + tx[:, None]  # (N, size): depends on the column only
+    gy = sy[:, None] * base[None, :] + ty[:, None]  # (N, size): on the row only
+    return torch.stack([gx[:, None, :].expand(n, size, size), gy[:, :, None].expand(n, size, size)], dim=-1)
 
 
 # --- config parsing ----------------------------------------------------------------------

@@ -6,6 +6,7 @@ a handful of tensor ops, which one background thread keeps ahead of the training
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterator
@@ -14,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from tinyzoo.cpu_threads import limited
+from tinyzoo.data.augment import check_mix_labels
 from tinyzoo.errors import TinyzooError
 
 
@@ -81,6 +84,8 @@ class BatchLoader:
         self.prefetch = (2 if self.device.type == "cuda" else 0) if prefetch is None else prefetch
         wnids = getattr(split, "wnids", None)
         self.num_classes = num_classes or (len(wnids) if wnids else int(self.labels.max(initial=-1)) + 1)
+        if getattr(pipeline, "mixes", False):
+            check_mix_labels(self.labels)  # here, once: on a GPU the pipeline does not read labels back to check them
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -125,7 +130,11 @@ class BatchLoader:
         if self.pipeline is None:
             return images, labels
         generator = torch.Generator().manual_seed(seed_for(self.seed, self.epoch, self.rank, number))
-        return self.pipeline(images, generator, labels=labels, num_classes=self.num_classes)
+        # On the CPU the batch's small operations run on one thread: a second gains little and stalls under load.
+        # (Not from a prefetch thread: the count is the process's, and the model may be running.)
+        alone = self.device.type == "cpu" and threading.current_thread() is threading.main_thread()
+        with limited() if alone else contextlib.nullcontext():
+            return self.pipeline(images, generator, labels=labels, num_classes=self.num_classes)
 
     def __iter__(self) -> Iterator:
         order = self.indices()

@@ -45,8 +45,10 @@ class Options:
 def predict_source(source, data, options: Options):
     """``(model, Predictions)``: ``source``'s model run over ``data`` as ``options`` say."""
     from tinyzoo import preprocess as preprocessing
+    from tinyzoo.cpu_threads import configure_for
     from tinyzoo.evaluate.predictions import predict_split
 
+    configure_for(options.device)  # on the CPU: the cores idle now (docs/training.md, "Devices and speed")
     net = model_source.load(source)
     preprocess = preprocessing.of(net).with_crop(options.crop)
     predictions = predict_split(net, data, views=options.views, combine=options.combine, preprocess=preprocess, limit=options.limit,
@@ -159,8 +161,10 @@ def predict_images(source, paths: list, *, topk: int = 5, views: str = "center",
     from tinyzoo import preprocess as preprocessing
     from tinyzoo.data.layout import read_image
     from tinyzoo.evaluate import metrics
+    from tinyzoo.cpu_threads import configure_for
     from tinyzoo.evaluate.predictions import model_classes, run_model
 
+    configure_for(device)  # on the CPU: the cores idle now
     net = model_source.load(source)
     wnids, names = model_classes(net)
     pixels = np.stack([read_image(path)[0] for path in paths])

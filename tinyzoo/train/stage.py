@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinyzoo.console import progress
+from tinyzoo.data.device_loader import make_loader
 from tinyzoo.data.loader import BatchLoader
 from tinyzoo.errors import TinyzooError
 from tinyzoo.train.features import (
@@ -53,7 +54,7 @@ class StageRun:
     optimizer: Any
     scaler: Any
     schedule: LrSchedule
-    loader: BatchLoader
+    loader: BatchLoader  # or its DeviceLoader subclass
     steps_per_epoch: int
     total_steps: int
     epochs: int
@@ -116,7 +117,7 @@ def open_stage(run, index: int, model, parts: ModelParts, saved: dict | None) ->
     freeze(model, names)
     runtime.prepare(model)
     optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], spec.optimizer)
-    loader = BatchLoader(
+    loader = make_loader(
         run.data.train_split, spec.batch_size, shuffle=True, seed=run.recipe.run.seed, pipeline=run.data.train_pipeline,
         device=runtime.device, drop_last=True, rank=runtime.world.rank, world_size=runtime.world.world_size,
         num_classes=run.data.num_classes,

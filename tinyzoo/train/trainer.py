@@ -20,7 +20,6 @@ exactly: on CPU its final weights equal an uninterrupted run's bit for bit.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -34,7 +33,9 @@ import torch
 
 from tinyzoo import distributed
 from tinyzoo import preprocess as preprocessing
-from tinyzoo.data.loader import BatchLoader, seed_for
+from tinyzoo.cpu_threads import idle_cores
+from tinyzoo.data.device_loader import make_loader
+from tinyzoo.data.loader import seed_for
 from tinyzoo.errors import TinyzooError
 from tinyzoo.evaluate import scoring
 from tinyzoo.runtime import Runtime
@@ -161,7 +162,7 @@ class Trainer:
             raise TinyzooError(f"{self.settings.data} has no validation split to validate on")
         runtime, world = self.runtime.scoring(), self.runtime.world
         runtime.prepare(model)
-        loader = BatchLoader(
+        loader = make_loader(
             self.data.val_split, scoring.batch_images(runtime.device), shuffle=False, seed=self.recipe.run.seed,
             device=runtime.device, drop_last=False, rank=world.rank, world_size=world.world_size, num_classes=self.data.num_classes,
         )
@@ -547,27 +548,3 @@ def format_record(record: dict) -> str:
         parts.append(f"lr {record['lr']:.3g}")
     parts.append(f"{record['images_per_s']:.0f} img/s")
     return "  ".join(parts)
-
-
-def idle_cores(processes: int = 1) -> int:
-    """CPU threads for each of ``processes`` training processes: the cores idle right now, at least 1.
-
-    On a shared machine, OpenMP threads that outnumber the free cores spin against each
-    other: on 2 busy cores one thread trained 5-10x faster than two (docs/training.md).
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
-    free = max(1, round(cores - busy))
-    return max(1, min(torch.get_num_threads(), free) // max(1, processes))
-
-
-def environment_threads() -> int | None:
-    """Threads requested through TINYZOO_THREADS (None when unset)."""
-    value = os.environ.get("TINYZOO_THREADS")
-    return int(value) if value else None
