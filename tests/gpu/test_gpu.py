@@ -32,6 +32,32 @@ pytestmark = pytest.mark.gpu
 HERE = Path(__file__).resolve().parent
 DETERMINISTIC = HERE / "deterministic_tinyzoo.py"
 
+
+# The device: CUDA when the machine has it; TINYZOO_TEST_DEVICE=cpu (what check.sh --cpu sets)
+# runs the same tests on the CPU, so every line of them runs in CI; without either they skip.
+# (A fixture here, not in a conftest.py: a second module named conftest would shadow tests/conftest.py.)
+def chosen_device() -> torch.device | None:
+    """``$TINYZOO_TEST_DEVICE``, else ``cuda`` when available, else None."""
+    wanted = os.environ.get("TINYZOO_TEST_DEVICE")
+    if wanted:
+        return torch.device(wanted)
+    return torch.device("cuda") if torch.cuda.is_available() else None
+
+
+@pytest.fixture(scope="session")
+def device() -> torch.device:
+    chosen = chosen_device()
+    if chosen is None:
+        pytest.skip("needs a GPU (or TINYZOO_TEST_DEVICE=cpu, as tests/gpu/check.sh --cpu sets)")
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        pytest.fail(f"TINYZOO_TEST_DEVICE={chosen} but torch sees no CUDA device")
+    if chosen.type == "cpu":
+        from tinyzoo.cpu_threads import configure
+
+        configure()  # the idle cores, as tinyzoo train: two spinning threads on a busy machine are many times slower
+    return chosen
+
+
 # name -> (augmentation config, tolerance against the CPU batch: 0 = bit for bit)
 AUGMENTATIONS = {
     "crop+flip, imagenet": ({"crop": 56, "flip": True}, 0.0),
