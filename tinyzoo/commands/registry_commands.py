@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tinyzoo.console import format_count, percent, print_json, print_table
-from tinyzoo.registry import get_registry
+from tinyzoo.registry import TIMM_PREFIX, get_registry
 
 
 @click.command("list")
@@ -21,7 +21,7 @@ def list_command(pattern: str | None, as_json: bool) -> None:
         print_json([s.to_dict() for s in specs])
         return
     if not specs:
-        click.echo(f"no architecture matches {pattern!r}" if pattern else "no architectures registered (see `tinyzoo plugins`)", err=True)
+        click.echo(nothing_listed(pattern), err=True)
         return
     rows = []
     for s in specs:
@@ -31,6 +31,15 @@ def list_command(pattern: str | None, as_json: bool) -> None:
             f"{percent(best.val_top1, scale=1)} ({best.report})" if best else "", s.weights or "none",
         ])
     print_table(rows, ["name", "family", "source", "input", "stems", "params", "best val top-1", "weights"])
+
+
+def nothing_listed(pattern: str | None) -> str:
+    """What `tinyzoo list` says when nothing matches: for a plain pattern, the same pattern among timm's models."""
+    if not pattern:
+        return "no architectures registered (see `tinyzoo plugins`)"
+    if pattern.startswith(TIMM_PREFIX):
+        return f"no timm model matches {pattern[len(TIMM_PREFIX):]!r}"
+    return f"no architecture matches {pattern!r}; for timm's models: tinyzoo list '{TIMM_PREFIX}{pattern}'"
 
 
 @click.command("info")
