@@ -5,8 +5,10 @@ A bash or python block in README.md or docs/*.md carries an HTML comment on the 
 its fence: ``<!-- runs: offline -->`` (run here: bash blocks line by line in a temporary
 folder with the installed ``tinyzoo``, python blocks with this interpreter, all offline),
 ``<!-- runs: tests/test_x.py -->`` (a test of its own runs it; that file must read the page),
-or ``<!-- not run: WHY -->``. Other blocks (diagrams, outputs, layouts) say what they are in
-their fence (``text``, ``json``, ``toml``, ``yaml``) and need no mark.
+or ``<!-- not run: WHY -->``; ``<!-- not run: signatures -->`` blocks are checked against
+``inspect.signature`` instead. Other blocks (diagrams, outputs, layouts) say what they are in
+their fence (``text``, ``json``, ``toml``, ``yaml``) and need no mark; the synopses among them
+(lines starting ``tinyzoo ``) are checked against click's own options.
 """
 
 from __future__ import annotations
@@ -266,3 +268,61 @@ def test_the_quickstart_figure_is_the_same_everywhere():
     assert len(set().union(*found.values())) == 1, found
     stale = re.compile(r"~\d+ ?s\b|\d+-\d+ s\b|about (a|two) minutes?|~\d+% val")
     assert {page: stale.findall(text) for page in found if (text := (REPO / page).read_text()) and stale.findall(text)} == {}
+
+
+# -- signatures ----------------------------------------------------------------------------------
+def documented_calls(code: str) -> list[tuple[str, str]]:
+    """``(callable, parameter list)`` for each line that starts with a call (continued until its brackets close)."""
+    calls, pending = [], ""
+    for line in code.splitlines():
+        text = (pending + " " + line.strip()) if pending else line
+        if not pending and not re.match(r"^[A-Za-z_][\w.]*\(", text):
+            continue
+        head = text.split("#")[0]
+        if head.count("(") > head.count(")"):
+            pending = head
+            continue
+        pending = ""
+        match = re.match(r"^([A-Za-z_][\w.]*)\((.*?)\)\s*(->.*)?$", head.strip())
+        if match:
+            calls.append((match.group(1), match.group(2)))
+    return calls
+
+
+def check_signature(where: str, target, parameters: str) -> None:
+    import ast
+    import inspect
+
+    tree = ast.parse(f"def f({parameters}): pass").body[0].args
+    documented = [(a.arg, "positional") for a in tree.posonlyargs + tree.args] + [(a.arg, "keyword") for a in tree.kwonlyargs]
+    defaults = dict(zip([a.arg for a in tree.args][len(tree.args) - len(tree.defaults):], tree.defaults))
+    defaults.update({a.arg: d for a, d in zip(tree.kwonlyargs, tree.kw_defaults) if d is not None})
+    actual = [p for p in inspect.signature(target).parameters.values() if p.name != "self"]
+    named = [(p.name, "keyword" if p.kind is p.KEYWORD_ONLY else "positional") for p in actual
+             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    assert documented == named, f"{where}: documented {documented}, the code has {named}"
+    assert (tree.kwarg is not None) == any(p.kind is p.VAR_KEYWORD for p in actual), f"{where}: **kwargs"
+    for p in actual:
+        if p.name in defaults:
+            assert ast.literal_eval(defaults[p.name]) == p.default, f"{where}: {p.name}={ast.unparse(defaults[p.name])}, the code says {p.default!r}"
+        elif p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            assert p.default is p.empty, f"{where}: {p.name} has a default ({p.default!r}) the docs do not show"
+
+
+SIGNATURE_BLOCKS = [b for b in ALL_BLOCKS if b.not_run == "signatures"]
+
+
+@pytest.mark.parametrize("block", SIGNATURE_BLOCKS, ids=[b.where for b in SIGNATURE_BLOCKS])
+def test_documented_signatures_are_the_code_s(block):
+    import tinyzoo
+    from tinyzoo.adapt_report import Changes
+
+    namespace = {"tinyzoo": tinyzoo, "changes": Changes()}
+    exec("\n".join(line for line in block.code.splitlines() if line.startswith(("from ", "import "))), namespace)
+    calls = documented_calls(block.code)
+    assert calls, f"{block.where}: no signature found"
+    for name, parameters in calls:
+        target = namespace[name.split(".")[0]]
+        for part in name.split(".")[1:]:
+            target = getattr(target, part)
+        check_signature(f"{block.where}: {name}", target, parameters)
