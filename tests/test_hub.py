@@ -115,6 +115,7 @@ def test_an_unreachable_hub_fails_fast_with_the_way_forward(monkeypatch, tmp_pat
 
 
 # -- the commands --------------------------------------------------------------------------------
+@pytest.mark.slow  # two CLI runs, one importing torch: about 6 s on 2 busy cores
 def test_weights_fetch_without_the_hub_says_what_to_copy_where(cli, tmp_path):
     """Run where it cannot work, `weights fetch` names the cache folder to copy from a connected machine, and where to."""
     env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": ""}
