@@ -150,8 +150,10 @@ def test_the_docs_example_converts_the_weights_prints_a_table_and_draws_a_png(cl
     assert convert[:2] == ["python", "tests/real_weights.py"] and run[:2] == ["tinyzoo", "fidelity"]
     made = subprocess.run([sys.executable, str(REPO / convert[1]), *convert[2:]], cwd=tmp_path, capture_output=True, text=True, check=False)
     assert made.returncode == 0, made.stderr
-    result = cli(*run[1:], cwd=tmp_path)
+    result = cli(*run[1:], cwd=tmp_path, env={"TINYZOO_PROGRESS_EVERY": "0"})  # a progress line at every step
     assert result.returncode == 0, result.stderr[-2000:]
+    progress = [line.split(": ")[0] for line in result.stderr.splitlines() if " elapsed, ETA " in line]
+    assert progress[0] == f"{ARCH} at 224 px" and progress[-1] == "fidelity" and "fidelity: 2/2 variant (100%)" in result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"{ARCH} ({tmp_path / 'lite0.safetensors'}): teacher at 224 px, students at 64 px (full); 7 photos x 2 crops")
     assert lines[2].split() == ["variant", "top-1", "agreement", "top-5", "agreement", "KL(teacher||student)", "zero-shot", "val", "top-1"]

@@ -115,6 +115,29 @@ def test_an_unreachable_hub_fails_fast_with_the_way_forward(monkeypatch, tmp_pat
 
 
 # -- the commands --------------------------------------------------------------------------------
+@pytest.mark.slow  # two CLI runs, one importing torch: about 6 s on 2 busy cores
+def test_weights_fetch_without_the_hub_says_what_to_copy_where(cli, tmp_path):
+    """Run where it cannot work, `weights fetch` names the cache folder to copy from a connected machine, and where to."""
+    env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": ""}
+    result = cli("weights", "fetch", "resnet18", env=env)
+    assert result.returncode == 1 and result.stdout == ""
+    cache = tmp_path / "hf" / "hub"
+    assert result.stderr == (
+        "Error: this machine cannot reach the Hub at http://127.0.0.1:9 (ConnectError), and timm/resnet18.tv_in1k/model.safetensors@main "
+        f"is not in its Hugging Face cache {cache}: on a machine that can reach the Hub, run `tinyzoo weights fetch resnet18` and copy "
+        "the folder models--timm--resnet18.tv_in1k from its Hugging Face cache (HF_HUB_CACHE, else HF_HOME/hub, default "
+        f"~/.cache/huggingface/hub) into {cache} on this one; or pass --weights PATH (a .safetensors file) or --weights none\n"
+    )
+    offline = cli("weights", "fetch", "alexnet", env={**env, "TINYZOO_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "torch")})
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    assert offline.returncode == 1 and offline.stderr == (
+        f"Error: offline, and alexnet-owt-7be5be79.pth is not in the torch.hub cache {folder}: on a machine that can reach "
+        "download.pytorch.org, run `tinyzoo weights fetch alexnet` and copy the file alexnet-owt-7be5be79.pth from its torch.hub cache "
+        f"(TORCH_HOME/hub/checkpoints, default ~/.cache/torch/hub/checkpoints) into {folder} on this one; or pass --weights PATH "
+        "(a .safetensors file) or --weights none\n"
+    )
+
+
 def test_weights_fetch_and_list(hub_server, resnet18_bytes, cli):
     commit = hub_server.add(REPO, {"model.safetensors": resnet18_bytes})
     result = cli("weights", "fetch", "resnet18")

@@ -47,3 +47,23 @@ def test_wheel_carries_plugins_and_recipes(tmp_path):
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["tinyzoo"]
     for name, module in declared.items():
         assert f"{name} = {module}" in text
+
+
+def test_python_m_tinyzoo_beside_a_clone_says_the_clone_hides_the_install(tmp_path):
+    """`python -m tinyzoo` run from the folder that holds a clone named tinyzoo/: one line, not an ImportError."""
+    clone = tmp_path / "tinyzoo"
+    clone.mkdir()
+    (clone / "README.md").write_text("# tinyzoo\n")
+    probe = subprocess.run([sys.executable, "-c", "import tinyzoo; print(tinyzoo.__file__)"], cwd=tmp_path, capture_output=True, text=True)
+    if probe.stdout.strip() != "None":
+        import pytest
+
+        pytest.skip(f"this install is not shadowed by a folder in the working directory (tinyzoo is {probe.stdout.strip()})")
+    result = subprocess.run([sys.executable, "-m", "tinyzoo", "--version"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        f"Error: the folder {clone} (no __init__.py: a clone of tinyzoo?) hides the installed tinyzoo from `python -m tinyzoo` "
+        "run here; run it from another folder (e.g. inside the clone), or run the `tinyzoo` command\n"
+    )
+    inside = subprocess.run([sys.executable, "-m", "tinyzoo", "--version"], cwd=REPO, capture_output=True, text=True)  # the real clone
+    assert inside.returncode == 0 and inside.stdout == f"tinyzoo, version {tinyzoo.__version__}\n"

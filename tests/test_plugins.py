@@ -15,7 +15,7 @@ import pytest
 import tinyzoo
 from tinyzoo import hookspecs
 from tinyzoo.errors import UnknownNameError
-from tinyzoo.plugin_loader import PluginHost
+from tinyzoo.plugin_loader import PluginHost, PluginRecord
 from tinyzoo.registry import registry_of
 from tinyzoo.specs import ROLE_ORDERS, AdapterSpec, ArchitectureSpec, RecipeSpec
 
@@ -209,6 +209,66 @@ def test_every_hook_is_documented():
         assert getattr(hookspecs, name).__doc__, f"{name} has no docstring"
 
 
+# -- heavy imports -----------------------------------------------------------------------
+HEAVY_PLUGIN = """import tinyzoo
+{imports}
+
+
+@tinyzoo.hookimpl
+def register_architectures(register):
+    pass
+"""
+
+
+def load_plugin(host: PluginHost, module: str, name: str) -> PluginRecord:
+    """Load ``module`` (on sys.path) into ``host`` through a real entry point, as installed plugins load."""
+    from importlib import metadata
+
+    record = host.records.setdefault(name, PluginRecord(name, module))
+    host.load(metadata.EntryPoint(name=name, value=module, group="tinyzoo"), record)
+    return record
+
+
+def test_a_plugin_that_imports_a_heavy_package_is_flagged_and_warned_about(tmp_path, monkeypatch):
+    """sys.modules before and after the import: a (fake) heavy package the plugin brought in is named."""
+    from click.testing import CliRunner
+
+    from tinyzoo import plugin_loader
+    from tinyzoo.cli import cli
+
+    (tmp_path / "fake_heavy_package.py").write_text("import time\ntime.sleep(0.2)  # a slow import\n")
+    (tmp_path / "heavy_plugin.py").write_text(HEAVY_PLUGIN.format(imports="import fake_heavy_package  # noqa: F401"))
+    (tmp_path / "light_plugin.py").write_text(HEAVY_PLUGIN.format(imports=""))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(plugin_loader, "HEAVY_MODULES", (*plugin_loader.HEAVY_MODULES, "fake_heavy_package"))
+    host = PluginHost(load_entry_points=False)
+    heavy, light = load_plugin(host, "heavy_plugin", "heavy"), load_plugin(host, "light_plugin", "light")
+    assert (heavy.status, heavy.heavy_imports, light.heavy_imports) == ("loaded", ["fake_heavy_package"], [])
+    assert heavy.import_seconds >= 0.2 > light.import_seconds
+
+    monkeypatch.setattr(plugin_loader, "_host", host)
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^heavy\s+-\s+-\s+loaded\s+fake_heavy_package\s+register_architectures$", result.stdout, re.M)
+    assert re.search(r"^light\s+-\s+-\s+loaded\s+-\s+register_architectures$", result.stdout, re.M)
+    assert result.stderr == (
+        f"tinyzoo: warning: plugin 'heavy' imports fake_heavy_package when it loads (its import took {heavy.import_seconds:.1f} s), "
+        "and every tinyzoo command loads every plugin, `tinyzoo list` included: import it inside the builder, adapter or command "
+        "that uses it\n"
+    )
+    as_json = CliRunner().invoke(cli, ["plugins", "--json"])
+    assert {r["name"]: r["heavy_imports"] for r in json.loads(as_json.stdout)} == {"heavy": ["fake_heavy_package"], "light": []}
+
+
+def test_torch_imported_earlier_is_still_seen_in_the_plugins_namespace(tmp_path, monkeypatch):
+    """torch is already loaded in this process, so sys.modules cannot tell; the names the plugin binds can."""
+    import torch  # noqa: F401
+
+    (tmp_path / "torch_plugin.py").write_text(HEAVY_PLUGIN.format(imports="from torch import nn  # noqa: F401"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load_plugin(PluginHost(load_entry_points=False), "torch_plugin", "uses-torch").heavy_imports == ["torch"]
+
+
 # -- real entry-point metadata, in subprocesses ------------------------------------------
 
 
@@ -252,7 +312,9 @@ def test_example_plugin_is_found_through_entry_points(plugin_site, cli):
     assert "tinyzoo-architectures" not in records  # built-ins only with --all
 
     table = cli("plugins", env=env).stdout
-    assert re.search(r"^broken\s+tinyzoo-broken-plugin\s+1\.0\s+failed\s+failed to import", table, re.M)
+    assert re.search(r"^broken\s+tinyzoo-broken-plugin\s+1\.0\s+failed\s+-\s+failed to import", table, re.M)
+    assert re.search(r"^example\s+tinyzoo-example-plugin\s+0\.1\.0\s+loaded\s+-\s+register_adapters", table, re.M)
+    assert records["example"]["heavy_imports"] == [] and records["example"]["import_seconds"] >= 0
 
 
 @pytest.mark.slow  # three CLI runs, `tinyzoo adapt` importing torch: 12 s on 2 busy cores

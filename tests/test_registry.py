@@ -54,7 +54,43 @@ def test_unknown_name_exits_2_with_one_line_and_close_names(cli):
     result = cli("info", "resnt18")
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr == "Error: unknown architecture 'resnt18'; did you mean: resnet18, resnet152, resnet101?\n"
+    assert result.stderr == "Error: unknown architecture 'resnt18'; did you mean: resnet18?\n"
+
+
+@pytest.mark.parametrize(("name", "close"), [
+    ("resnt18", ["resnet18"]),                          # one edit
+    ("resnet181", ["resnet18", "resnet101", "resnet152"]),  # one edit each; the longer common prefix first
+    ("resnet1", ["resnet18", "resnet101", "resnet152"]),  # names that start with it, shortest first
+    ("VGG", ["vgg16", "vgg19"]),                          # case ignored
+    ("inceptoin_v3", ["inception_v3"]),                # a swap is two edits; the Milani variant is far
+    ("not_a_model", []),                                  # nothing within a third of its length
+    ("x", []),
+])
+def test_suggestions_rank_by_edit_distance_and_prefix(name, close):
+    from tinyzoo.errors import close_names
+
+    assert close_names(name, get_registry().architectures) == close
+
+
+def test_suggestions_for_a_timm_name_are_timm_names():
+    from tinyzoo.errors import UnknownNameError
+
+    registry = get_registry()
+    with pytest.raises(UnknownNameError) as typo:
+        registry.architecture("timm:resnet18x")
+    assert str(typo.value) == "unknown timm model 'timm:resnet18x'; did you mean: timm:resnet18, timm:resnet18d, timm:resnet101?"
+    with pytest.raises(UnknownNameError) as far:
+        registry.architecture("timm:not_a_model")
+    assert str(far.value) == "unknown timm model 'timm:not_a_model'; `tinyzoo list 'timm:PATTERN'` lists timm's models"
+    with pytest.raises(UnknownNameError) as plain:
+        registry.architecture("not_a_model")
+    assert str(plain.value) == "unknown architecture 'not_a_model'; `tinyzoo list` shows the registered ones; any timm model is timm:NAME"
+
+
+def test_a_pattern_that_matches_nothing_points_at_timm(cli):
+    result = cli("list", "vit*")
+    assert result.returncode == 0 and result.stdout == ""
+    assert result.stderr == "no architecture matches 'vit*'; for timm's models: tinyzoo list 'timm:vit*'\n"
 
 
 def test_list_pattern_is_shell_style(cli):

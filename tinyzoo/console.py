@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -74,15 +76,115 @@ def print_table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> None:
         click.echo(line(row))
 
 
-def progress(iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it", leave: bool = True, **options):
-    """A tqdm progress bar on stderr, silent when stderr is not a terminal and TINYZOO_PROGRESS is unset.
+PROGRESS_ENV = "TINYZOO_PROGRESS"  # 0: none; bar: a bar even in a log; lines: lines even on a terminal
+PROGRESS_EVERY_ENV = "TINYZOO_PROGRESS_EVERY"  # seconds between two progress lines
+PROGRESS_EVERY = 10.0
 
-    ``options`` go to tqdm as they are (``unit_scale=True, unit_divisor=1024`` for bytes, ``initial``).
+
+def progress_mode() -> str:
+    """``bar`` (a tqdm bar), ``lines`` (a plain line every few seconds) or ``off``, for stderr now.
+
+    ``TINYZOO_PROGRESS``: ``0`` (or empty) none, ``1``/``bar`` a bar, ``lines`` lines; unset or
+    anything else: a bar when stderr is a terminal, lines when it is not (CI, a log file).
     """
     import os
 
+    value = os.environ.get(PROGRESS_ENV)
+    choice = None if value is None else value.strip().lower()
+    if choice in ("0", ""):
+        return "off"
+    if choice in ("1", "bar", "lines"):
+        return "lines" if choice == "lines" else "bar"
+    return "bar" if sys.stderr.isatty() else "lines"
+
+
+def progress_every() -> float:
+    """Seconds between two progress lines: ``TINYZOO_PROGRESS_EVERY``, default 10."""
+    import os
+
+    try:
+        return max(0.0, float(os.environ.get(PROGRESS_EVERY_ENV) or PROGRESS_EVERY))
+    except ValueError:
+        return PROGRESS_EVERY
+
+
+def progress(iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it", leave: bool = True, **options):
+    """Progress on stderr for a loop: a tqdm bar on a terminal, a plain line every
+    :func:`progress_every` seconds elsewhere (see :func:`progress_mode`).
+
+    Used as tqdm is (``update``, ``set_postfix``, iteration, a ``with`` block); ``options`` are
+    tqdm's (``unit_scale=True, unit_divisor=1024`` for bytes, ``initial``, ``disable``).
+    """
     from tqdm.auto import tqdm
 
-    force = os.environ.get("TINYZOO_PROGRESS")
-    disable = not sys.stderr.isatty() if force is None else force in ("0", "")
-    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, disable=disable, file=sys.stderr, dynamic_ncols=True, **options)
+    mode = "off" if options.pop("disable", False) else progress_mode()
+    if mode == "lines":
+        return ProgressLines(iterable, total=total, desc=desc, unit=unit, every=progress_every(), **options)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=leave, disable=mode == "off", file=sys.stderr, dynamic_ncols=True,
+                **options)
+
+
+class ProgressLines:
+    """What :func:`progress` gives when stderr is not a terminal: one line on stderr every
+    ``every`` seconds while the loop runs (done/total, percent, rate, elapsed, ETA, the
+    caller's postfix), and a last line at the end when any was printed; a short loop prints nothing.
+    """
+
+    LINE = "{desc}: {n_fmt}/{total_fmt}{sep}{unit} ({percentage:.0f}%), {rate_fmt}, {elapsed} elapsed, ETA {remaining}{postfix}"
+    OPEN_LINE = "{desc}: {n_fmt}{sep}{unit}, {rate_fmt}, {elapsed} elapsed{postfix}"  # no total known
+
+    def __init__(self, iterable=None, *, total: int | None = None, desc: str = "", unit: str = "it", every: float = PROGRESS_EVERY,
+                 unit_scale: bool = False, unit_divisor: int = 1000, initial: int = 0, clock=time.monotonic, **_tqdm_only):
+        if total is None and iterable is not None and hasattr(iterable, "__len__"):
+            total = len(iterable)
+        self.iterable, self.total, self.desc, self.unit = iterable, total, desc or "progress", unit
+        self.unit_scale, self.unit_divisor, self.every = unit_scale, unit_divisor, every
+        self.n = self.initial = initial
+        self.postfix = ""
+        self.shown: tuple | None = None  # (n, postfix) of the last line printed
+        self.clock = clock
+        self.start = self.last = self.clock()
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.update(1)
+
+    def __len__(self) -> int:
+        return self.total if self.total is not None else len(self.iterable)
+
+    def __enter__(self) -> ProgressLines:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def update(self, count: int = 1) -> None:
+        self.n += count
+        now = self.clock()
+        if now - self.last >= self.every:
+            self.last = now
+            self.emit(now)
+
+    def set_postfix(self, ordered_dict=None, refresh: bool = True, **values) -> None:
+        values = {**(ordered_dict or {}), **values}
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+
+    def emit(self, now: float) -> None:
+        """Print the line for ``now``."""
+        from tqdm import tqdm
+
+        elapsed = now - self.start
+        rate = (self.n - self.initial) / elapsed if elapsed > 0 else None
+        line = (self.LINE if self.total else self.OPEN_LINE).replace("{sep}", "" if self.unit_scale else " ")
+        text = tqdm.format_meter(
+            self.n, self.total or None, elapsed, prefix=self.desc, unit=self.unit, unit_scale=self.unit_scale,
+            unit_divisor=self.unit_divisor, rate=rate, postfix=self.postfix or None, initial=self.initial, bar_format=line,
+        )
+        click.echo(re.sub(r"(?<=, ) +", "", text), err=True)  # tqdm pads short rates for its bar
+        self.shown = (self.n, self.postfix)
+
+    def close(self) -> None:
+        """The last line, when the loop printed any and has moved since (so a log shows where it ended)."""
+        if self.shown is not None and self.shown != (self.n, self.postfix):
+            self.emit(self.clock())

@@ -11,7 +11,10 @@ can be told apart from the others. What the plugins register is built into a reg
 
 from __future__ import annotations
 
+import inspect
 import os
+import sys
+import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any
@@ -25,6 +28,9 @@ from tinyzoo.logs import logger
 GROUP = "tinyzoo"
 LOAD_ENV = "TINYZOO_LOAD_PLUGINS"
 OWN_DIST = "tinyzoo"
+# Packages that take a second or more to import: a plugin must not import them when it loads,
+# since every command loads every plugin (`tinyzoo list` takes 0.2 s; importing torch, 2 to 4).
+HEAVY_MODULES = ("torch", "torchvision", "timm", "tensorflow", "jax", "pandas", "scipy", "sklearn", "matplotlib", "cv2")
 
 
 @dataclass
@@ -39,6 +45,8 @@ class PluginRecord:
     status: str = "loaded"  # loaded | failed | disabled
     error: str | None = None
     hooks: list[str] = field(default_factory=list)
+    heavy_imports: list[str] = field(default_factory=list)  # HEAVY_MODULES its import brought in
+    import_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +62,17 @@ def allowed_plugins() -> set[str] | None:
     if value is None:
         return None
     return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def heavy_imports(new_modules: set[str], plugin: Any) -> list[str]:
+    """The :data:`HEAVY_MODULES` among ``new_modules`` (imported by the plugin) or bound in its namespace
+    (imported earlier by another plugin: ``import torch``, ``from torch import nn``)."""
+    found = {name.partition(".")[0] for name in new_modules}
+    for value in vars(plugin).values() if hasattr(plugin, "__dict__") else ():
+        owner = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+        if isinstance(owner, str):
+            found.add(owner.partition(".")[0])
+    return sorted(found & set(HEAVY_MODULES))
 
 
 class PluginHost:
@@ -86,12 +105,20 @@ class PluginHost:
             if allowed is not None and ep.name not in allowed:
                 record.status = "disabled"
                 continue
-            try:
-                plugin = ep.load()
-            except Exception as exc:  # a broken plugin must not break tinyzoo
-                self._fail(record, f"failed to import: {one_line(exc, typed=True)}")
-                continue
-            self._register(record, plugin)
+            self.load(ep, record)
+
+    def load(self, ep: metadata.EntryPoint, record: PluginRecord) -> None:
+        """Import entry point ``ep`` (noting the heavy packages it imports and the time it takes), then register it."""
+        before = set(sys.modules)
+        start = time.perf_counter()
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a broken plugin must not break tinyzoo
+            self._fail(record, f"failed to import: {one_line(exc, typed=True)}")
+            return
+        record.import_seconds = round(time.perf_counter() - start, 3)
+        record.heavy_imports = heavy_imports(set(sys.modules) - before, plugin)
+        self._register(record, plugin)
 
     def register(self, plugin: Any, name: str, *, builtin: bool = False) -> PluginRecord:
         """Register a plugin object directly (tests, notebooks); returns its record."""

@@ -88,7 +88,8 @@ class Registry:
             from tinyzoo.timm_catalog import timm_spec
 
             return timm_spec(name[len(TIMM_PREFIX):])
-        raise UnknownNameError("architecture", name, self.architectures)
+        raise UnknownNameError("architecture", name, self.architectures,
+                               listing="`tinyzoo list` shows the registered ones; any timm model is timm:NAME")
 
     def adapter(self, name: str) -> AdapterSpec:
         if name not in self.adapters:

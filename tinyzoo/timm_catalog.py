@@ -24,7 +24,8 @@ def timm_spec(model_name: str) -> ArchitectureSpec:
 
     arch, tag = split_model_name_tag(model_name)
     if not timm.is_model(arch):
-        raise UnknownNameError("timm model", model_name, timm.list_models())
+        raise UnknownNameError("timm model", model_name, timm.list_models(), prefix="timm:",
+                               listing="`tinyzoo list 'timm:PATTERN'` lists timm's models")
     cfg = get_pretrained_cfg(model_name if tag else arch, allow_unregistered=False)
     cfg = cfg.to_dict() if cfg is not None else {}
     module = model_entrypoint(arch).__module__.rpartition(".")[2]  # timm.models.resnet -> resnet

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from tinyzoo.console import format_count, percent, print_json, print_table
-from tinyzoo.registry import get_registry
+from tinyzoo.registry import TIMM_PREFIX, get_registry
 
 
 @click.command("list")
@@ -21,7 +21,7 @@ def list_command(pattern: str | None, as_json: bool) -> None:
         print_json([s.to_dict() for s in specs])
         return
     if not specs:
-        click.echo(f"no architecture matches {pattern!r}" if pattern else "no architectures registered (see `tinyzoo plugins`)", err=True)
+        click.echo(nothing_listed(pattern), err=True)
         return
     rows = []
     for s in specs:
@@ -31,6 +31,15 @@ def list_command(pattern: str | None, as_json: bool) -> None:
             f"{percent(best.val_top1, scale=1)} ({best.report})" if best else "", s.weights or "none",
         ])
     print_table(rows, ["name", "family", "source", "input", "stems", "params", "best val top-1", "weights"])
+
+
+def nothing_listed(pattern: str | None) -> str:
+    """What `tinyzoo list` says when nothing matches: for a plain pattern, the same pattern among timm's models."""
+    if not pattern:
+        return "no architectures registered (see `tinyzoo plugins`)"
+    if pattern.startswith(TIMM_PREFIX):
+        return f"no timm model matches {pattern[len(TIMM_PREFIX):]!r}"
+    return f"no architecture matches {pattern!r}; for timm's models: tinyzoo list '{TIMM_PREFIX}{pattern}'"
 
 
 @click.command("info")
@@ -69,21 +78,32 @@ def info_command(name: str, as_json: bool) -> None:
 @click.option("--all", "show_all", is_flag=True, help="Include tinyzoo's built-in plugins.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def plugins_command(show_all: bool, as_json: bool) -> None:
-    """List installed plugins, their hooks, and any that failed to load."""
-    from tinyzoo.plugin_loader import get_host
+    """List installed plugins, their hooks, and any that failed to load or import a heavy package (torch...) when loading."""
+    from tinyzoo.plugin_loader import get_host, warn
     from tinyzoo.registry import registry_of
 
     host = get_host()
     registry_of(host)  # registering can fail a plugin too
     records = [r for r in host.records.values() if show_all or not r.builtin or r.status == "failed"]
+    for record in records:
+        if record.heavy_imports:
+            warn(heavy_warning(record))
     if as_json:
         print_json([r.to_dict() for r in records])
         return
     if not records:
         click.echo("no third-party plugins installed (tinyzoo plugins --all shows the built-in ones)")
         return
-    rows = [[r.name, r.package or "-", r.version or "-", r.status, ", ".join(r.hooks) if r.status == "loaded" else (r.error or "")] for r in records]
-    print_table(rows, ["name", "package", "version", "status", "hooks / error"])
+    rows = [[r.name, r.package or "-", r.version or "-", r.status, ", ".join(r.heavy_imports) or "-",
+             ", ".join(r.hooks) if r.status == "loaded" else (r.error or "")] for r in records]
+    print_table(rows, ["name", "package", "version", "status", "heavy imports", "hooks / error"])
+
+
+def heavy_warning(record) -> str:
+    """The warning for a plugin that imports a heavy package when it loads (``tinyzoo plugins`` prints it)."""
+    took = f" (its import took {record.import_seconds:.1f} s)" if record.import_seconds is not None else ""
+    return (f"plugin {record.name!r} imports {', '.join(record.heavy_imports)} when it loads{took}, and every tinyzoo command "
+            "loads every plugin, `tinyzoo list` included: import it inside the builder, adapter or command that uses it")
 
 
 COMMANDS = [list_command, info_command, plugins_command]

@@ -92,16 +92,19 @@ def variants_for(spec, *, bn=FIDELITY_BN_CHOICES, patterns=()) -> list[Variant]:
 
 
 # -- running networks -------------------------------------------------------------------------------
-def logits(model, images: np.ndarray, mean, std, *, device=None, batch_size: int = BATCH_SIZE) -> np.ndarray:
-    """float32 ``(N, K)`` outputs of ``model`` (eval mode, channels_last) on uint8 ``(N, H, W, 3)`` images."""
+def logits(model, images: np.ndarray, mean, std, *, device=None, batch_size: int = BATCH_SIZE, desc: str | None = None) -> np.ndarray:
+    """float32 ``(N, K)`` outputs of ``model`` (eval mode, channels_last) on uint8 ``(N, H, W, 3)`` images;
+    ``desc`` names a progress bar (none without it)."""
+    from tinyzoo.console import progress
     from tinyzoo.data.photos import normalised_batches
 
     device = torch.device(device or "cpu")
     model.eval().to(device=device, memory_format=torch.channels_last)
     out = []
-    with torch.inference_mode():
+    with torch.inference_mode(), progress(total=len(images), desc=desc or "", unit="img", leave=False, disable=desc is None) as bar:
         for batch in normalised_batches(images, mean, std, batch_size=batch_size):
             out.append(model(batch.to(device)).float().cpu())
+            bar.update(len(batch))
     return torch.cat(out).numpy()
 
 
@@ -246,7 +249,8 @@ def prepare(arch: str, photos, *, weights=None, offline=None, crops_per_photo=CR
     calibration = box_views(photos, cal_boxes, view=view, native=spec.input_size,
                             source=f"{len(cal_boxes)} calibration crops of {len(photos)} photos")
     teacher = tinyzoo.create(spec.name, stem="keep", classes=spec.num_classes, weights=loaded)
-    return Inputs(spec, loaded, views, calibration, logits(teacher, views.native, spec.mean, spec.std, device=device))
+    teacher_logits = logits(teacher, views.native, spec.mean, spec.std, device=device, desc=f"{spec.name} at {spec.input_size} px")
+    return Inputs(spec, loaded, views, calibration, teacher_logits)
 
 
 def add_validation(inputs: Inputs, data: str, *, count=VAL_IMAGES, seed=0, device=None) -> float:
@@ -268,7 +272,7 @@ def add_validation(inputs: Inputs, data: str, *, count=VAL_IMAGES, seed=0, devic
     inputs.val_images, inputs.val_labels = views.small, np.asarray(split.labels)[chosen]
     inputs.val_rows = np.asarray(imagenet_indices(split.wnids))
     teacher = tinyzoo.create(spec.name, stem="keep", classes=spec.num_classes, weights=inputs.loaded)
-    return zero_shot(logits(teacher, views.native, spec.mean, spec.std, device=device), inputs)
+    return zero_shot(logits(teacher, views.native, spec.mean, spec.std, device=device, desc=f"{spec.name} on {data} val"), inputs)
 
 
 def zero_shot(scores: np.ndarray, inputs: Inputs) -> float:

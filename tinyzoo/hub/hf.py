@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tinyzoo.errors import TinyzooError, one_line
 from tinyzoo.hub.digests import file_sha256, git_blob_sha1
-from tinyzoo.hub.settings import DEFAULT_REVISION, how_to_proceed, hub_cache_dir, hub_endpoint, offline_mode, request_timeout
+from tinyzoo.hub.settings import DEFAULT_REVISION, how_to_proceed, hub_cache_dir, hub_endpoint, hub_repo_folder, offline_mode, request_timeout
 from tinyzoo.model_files import WEIGHTS_FILE
 
 HF_HUB_PREFIXES = ("hf-hub:", "hf_hub:")
@@ -82,6 +82,10 @@ def evict(path: Path) -> None:
         pass
 
 
+def how_to_copy(fetch_name: str, repo_id: str) -> str:
+    return how_to_proceed(fetch_name, f"the folder {hub_repo_folder(repo_id)}", hub_cache_dir())
+
+
 def hub_error(exc: BaseException, repo_id: str, filename: str, revision: str, fetch_name: str) -> TinyzooError:
     """A one-line error for a failed Hub call (imports huggingface_hub, which is loaded by then)."""
     import httpx2
@@ -105,11 +109,11 @@ def hub_error(exc: BaseException, repo_id: str, filename: str, revision: str, fe
         )
     if isinstance(exc, errors.HfHubHTTPError):
         status = getattr(getattr(exc, "response", None), "status_code", "?")
-        return TinyzooError(f"the Hub at {endpoint} answered HTTP {status} for {where}; try again later or {how_to_proceed(fetch_name)}")
+        return TinyzooError(f"the Hub at {endpoint} answered HTTP {status} for {where}; try again later, or {how_to_copy(fetch_name, repo_id)}")
     if isinstance(exc, (httpx2.TransportError, errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError, ConnectionError)):
         return TinyzooError(
-            f"cannot reach the Hub at {endpoint} ({type(exc).__name__}) and {where} is not in the cache "
-            f"{hub_cache_dir()}: {how_to_proceed(fetch_name)}"
+            f"this machine cannot reach the Hub at {endpoint} ({type(exc).__name__}), and {where} is not in its Hugging Face cache "
+            f"{hub_cache_dir()}: {how_to_copy(fetch_name, repo_id)}"
         )
     if isinstance(exc, OSError):  # a size mismatch, or a full disk while downloading
         return TinyzooError(f"downloading {where} failed ({one_line(exc, 200)}); try again")
@@ -181,7 +185,7 @@ def download(
     elif force:
         raise TinyzooError(f"cannot download {repo_id}/{filename} again while offline: unset --offline, TINYZOO_OFFLINE and HF_HUB_OFFLINE")
     elif cached is None:
-        raise TinyzooError(f"offline, and {repo_id}/{filename}@{rev} is not in the Hugging Face cache {cache}: {how_to_proceed(fetch_name)}")
+        raise TinyzooError(f"offline, and {repo_id}/{filename}@{rev} is not in the Hugging Face cache {cache}: {how_to_copy(fetch_name, repo_id)}")
     else:
         path, downloaded = cached, False
 

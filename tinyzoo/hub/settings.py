@@ -59,9 +59,22 @@ def torch_checkpoints_dir() -> Path:
     return Path(home).expanduser() / "hub" / "checkpoints"
 
 
-def how_to_proceed(fetch_name: str, cache_variable: str = "HF_HOME") -> str:
-    """The end of every "not cached" error: how to get the file, or do without it."""
+HF_CACHE_NAME = "Hugging Face cache (HF_HUB_CACHE, else HF_HOME/hub, default ~/.cache/huggingface/hub)"
+TORCH_CACHE_NAME = "torch.hub cache (TORCH_HOME/hub/checkpoints, default ~/.cache/torch/hub/checkpoints)"
+
+
+def hub_repo_folder(repo_id: str, kind: str = "models") -> str:
+    """A Hub repo's folder in the Hugging Face cache: ``models--ORG--NAME`` (``datasets--...`` for datasets)."""
+    return f"{kind}--" + repo_id.replace("/", "--")
+
+
+def how_to_proceed(fetch_name: str, item: str, into: Path, cache: str = HF_CACHE_NAME, server: str = "the Hub") -> str:
+    """The end of every "not cached" error: what to run where, what to copy into which folder, or do without it.
+
+    ``item`` is what to copy (the repo's folder, or a checkpoint file) from ``cache`` (how the
+    cache is found) on a machine that can reach ``server`` into ``into`` (this machine's cache folder).
+    """
     return (
-        f"run `tinyzoo weights fetch {fetch_name}` on a connected machine (with the same {cache_variable}), "
-        "or pass --weights PATH (a .safetensors file) or --weights none"
+        f"on a machine that can reach {server}, run `tinyzoo weights fetch {fetch_name}` and copy {item} from its {cache} "
+        f"into {into} on this one; or pass --weights PATH (a .safetensors file) or --weights none"
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tinyzoo.errors import TinyzooError, one_line
 from tinyzoo.hub.digests import file_sha256
-from tinyzoo.hub.settings import how_to_proceed, offline_mode, request_timeout, torch_checkpoints_dir
+from tinyzoo.hub.settings import TORCH_CACHE_NAME, how_to_proceed, offline_mode, request_timeout, torch_checkpoints_dir
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,12 @@ def checkpoint_path(url: str) -> Path:
     return torch_checkpoints_dir() / os.path.basename(urlparse(url).path)
 
 
+def how_to_copy(fetch_name: str, url: str, dst: Path) -> str:
+    from urllib.parse import urlparse
+
+    return how_to_proceed(fetch_name, f"the file {dst.name}", dst.parent, TORCH_CACHE_NAME, urlparse(url).netloc or url)
+
+
 def download_checkpoint(url: str, *, offline: bool | None = None, fetch_name: str | None = None, progress: bool = True) -> CheckpointFile:
     """The torch.hub checkpoint at ``url``, downloaded once into :func:`torch_checkpoints_dir`.
 
@@ -40,7 +46,7 @@ def download_checkpoint(url: str, *, offline: bool | None = None, fetch_name: st
     if dst.is_file():
         return CheckpointFile(url, dst, file_sha256(dst), False)
     if offline_mode(offline):
-        raise TinyzooError(f"offline, and {name} is not in the torch.hub cache {folder}: {how_to_proceed(fetch_name, 'TORCH_HOME')}")
+        raise TinyzooError(f"offline, and {name} is not in the torch.hub cache {folder}: {how_to_copy(fetch_name, url, dst)}")
 
     import socket
 
@@ -55,7 +61,10 @@ def download_checkpoint(url: str, *, offline: bool | None = None, fetch_name: st
     except RuntimeError as exc:  # torch.hub's hash check
         raise TinyzooError(f"{url} failed its checksum ({one_line(exc)}); nothing was kept, try again") from None
     except OSError as exc:
-        raise TinyzooError(f"cannot download {url} ({one_line(exc, 120, typed=True)}): {how_to_proceed(fetch_name, 'TORCH_HOME')}") from None
+        raise TinyzooError(
+            f"this machine cannot download {url} ({one_line(exc, 120, typed=True)}), and {name} is not in its torch.hub cache {folder}: "
+            f"{how_to_copy(fetch_name, url, dst)}"
+        ) from None
     finally:
         socket.setdefaulttimeout(previous)
     return CheckpointFile(url, dst, file_sha256(dst), True)

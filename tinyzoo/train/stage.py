@@ -220,13 +220,20 @@ class Bar:
     """A progress bar on the main process when progress is shown; nothing otherwise."""
 
     def __init__(self, shown: bool, total: int, desc: str, *, leave: bool = True, done: int = 0):
-        self.bar = progress(total=total, desc=desc, unit="img", leave=leave) if shown else None
-        if self.bar is not None and done:
-            self.bar.update(done)
+        self.bar = progress(total=total, desc=desc, unit="img", leave=leave, initial=done) if shown else None
 
     def update(self, count: int) -> None:
         if self.bar is not None:
             self.bar.update(count)
+
+    def counting(self, on_scores):
+        """``on_scores(scores, labels)`` that also counts the batch's images on the bar."""
+
+        def count(scores, labels) -> None:
+            on_scores(scores, labels)
+            self.update(int(labels.shape[0]))
+
+        return count
 
     def show(self, totals) -> None:
         """The epoch's running loss and accuracy after the rate (tqdm's own images/s)."""

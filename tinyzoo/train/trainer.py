@@ -167,7 +167,8 @@ class Trainer:
             device=runtime.device, drop_last=False, rank=world.rank, world_size=world.world_size, num_classes=self.data.num_classes,
         )
         tally = scoring.Tally()
-        scoring.score_batches(model, loader, tally, views="center", preprocess=preprocessing.of(model), runtime=runtime)
+        with Bar(world.is_main and self.settings.progress, loader.num_samples, "validating", leave=False) as bar:
+            scoring.score_batches(model, loader, bar.counting(tally), views="center", preprocess=preprocessing.of(model), runtime=runtime)
         loss, hits1, hits5, images = runtime.all_sum(tally.sums())
         n = max(images, 1.0)
         return {"loss": loss / n, "top1": hits1 / n, "top5": hits5 / n, "images": int(images)}
