@@ -167,6 +167,25 @@ def read_pickle(path: Path) -> dict[str, Any]:
     return dict(obj)
 
 
+def first_non_finite(state_dict: dict[str, Any]) -> str | None:
+    """``"KEY (N of M values)"`` for the first floating-point tensor holding NaN or infinity, else None."""
+    import torch
+
+    for key, tensor in state_dict.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and tensor.numel():
+            finite = torch.isfinite(tensor)
+            if not bool(finite.all()):
+                return f"{key} ({int((~finite).sum())} of {tensor.numel()} values)"
+    return None
+
+
+def check_finite(state_dict: dict[str, Any], where: Any) -> None:
+    """Refuse tensors holding NaN or infinity (a network computing with them scores as chance, silently)."""
+    bad = first_non_finite(state_dict)
+    if bad is not None:
+        raise TinyzooError(f"{where}: tensor {bad} is NaN or infinite; refusing weights that are not finite (a damaged or diverged checkpoint)")
+
+
 def apply_timm_filter(state_dict: dict[str, Any], spec) -> dict[str, Any]:
     """``state_dict`` in the layout of ``spec``'s timm model, converted the way timm converts it.
 
@@ -232,12 +251,15 @@ def load_weights(source: "str | WeightsSource | None", spec=None, *, offline: bo
         except TinyzooError as exc:
             evict(found.path)
             raise TinyzooError(f"{src.repo_id}/{WEIGHTS_FILE}@{found.revision[:12]}: {exc}; it was removed from the cache, download it again") from None
+        check_finite(state_dict, f"weights {src}")
         if spec is not None and spec.source == "timm":
             state_dict = apply_timm_filter(state_dict, spec)
         return LoadedWeights(state_dict, str(src), found.revision, found.sha256, found.path)
     if src.kind == "torchvision":
         found = download_checkpoint(torchvision_url(src.name), offline=offline, fetch_name=fetch_name)
-        return LoadedWeights(read_pickle(found.path), str(src), None, found.sha256, found.path)
+        state_dict = read_pickle(found.path)
+        check_finite(state_dict, f"weights {src}")
+        return LoadedWeights(state_dict, str(src), None, found.sha256, found.path)
 
     path = src.path
     if path.is_dir():
@@ -247,6 +269,7 @@ def load_weights(source: "str | WeightsSource | None", spec=None, *, offline: bo
     if not path.is_file():
         raise TinyzooError(f"weights file {path} does not exist")
     state_dict = read_safetensors(path) if path.suffix == SAFETENSORS_SUFFIX else read_pickle(path)
+    check_finite(state_dict, path)
     return LoadedWeights(state_dict, str(src), None, file_sha256(path), path)
 
 
