@@ -274,6 +274,7 @@ def create(
     """
     import torch
 
+    from tinyzoo.input_size import check_input_size
     from tinyzoo.registry import get_registry
     from tinyzoo.surgery.head import get_module, out_size
 
@@ -293,6 +294,8 @@ def create(
     with torch.no_grad():
         model, applied, notes, input_size = apply_plan(model, spec, adapter_plan(spec.family, steps), tracker)
         if recalibrate_bn:
+            check_input_size(model, int(calibration.small.shape[1]), what="calibration images (--recalibrate-bn)",
+                             arch=spec.name, stem=stem, native=spec.input_size)
             notes += _recalibrate(model, spec, tracker, recalibrate_bn, calibration, reference)
         tracker.check_copied(model.state_dict())
     model.eval()

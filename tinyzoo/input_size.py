@@ -64,17 +64,20 @@ def smallest_size(model, size: int, largest: int, *, training: bool = False) -> 
     return high
 
 
-def check_input_size(model, size: int, *, what: str, training: bool = False) -> None:
-    """Raise :class:`InputTooSmall` when ``model`` (an adapted model, with its config) cannot take
-    ``what`` (e.g. ``"evaluation crops"``) of ``size`` x ``size`` pixels."""
+def check_input_size(model, size: int, *, what: str, training: bool = False, arch: str | None = None,
+                     stem: str | None = None, native: int | None = None) -> None:
+    """Raise :class:`InputTooSmall` when ``model`` cannot take ``what`` (e.g. ``"evaluation crops"``)
+    of ``size`` x ``size`` pixels. ``arch``, ``stem`` and the ``native`` input size, for the message,
+    default to the model's config (an adapted model's)."""
     if fits(model, size, training=training):
         return
     config = getattr(model, "tinyzoo_config", None) or {}
-    native = int(config.get("native_input_size") or config.get("input_size") or 224)
+    native = native or int(config.get("native_input_size") or config.get("input_size") or 224)
     smallest = smallest_size(model, size, max(2 * native, 2 * size), training=training)
     if smallest is None:
         return
-    arch, stem = config.get("architecture", type(model).__name__), config.get("stem", "keep")
+    arch = arch or config.get("architecture", type(model).__name__)
+    stem = stem or config.get("stem", "keep")
     raise InputTooSmall(
         f"{arch} with stem {stem} cannot take {what} of {size}x{size} px (its feature maps would shrink below one pixel); "
         f"it takes {smallest} px and more{stem_hint(arch, stem)}"

@@ -141,6 +141,14 @@ def read_safetensors(path: Path) -> dict[str, Any]:
         raise TinyzooError(f"{path} is not a valid safetensors file ({one_line(exc, 120)}): it may be truncated or damaged") from None
 
 
+def refusal_reason(exc: BaseException) -> str:
+    """What ``torch.load(weights_only=True)`` refused, from its long message: ``Unsupported global:
+    GLOBAL io.open`` (the callable a pickle would have called), or its first words."""
+    text = one_line(exc)
+    found = re.search(r"WeightsUnpickler error: (.*?)(?: was not an allowed| Check the documentation|$)", text)
+    return found.group(1).strip() if found else one_line(exc, 80)
+
+
 def read_pickle(path: Path) -> dict[str, Any]:
     """The tensors of a PyTorch checkpoint, read with ``weights_only=True`` (nothing else is unpickled)."""
     import pickle
@@ -152,9 +160,8 @@ def read_pickle(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise TinyzooError(f"weights file {path} does not exist") from None
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TinyzooError(
-            f"refused {path}: it holds more than tensors and loading it would run code ({first[:120]}); "
+            f"refused {path}: it holds more than tensors, and loading it could run code ({refusal_reason(exc)}); "
             "convert it to .safetensors from a source you trust"
         ) from None
     except Exception as exc:

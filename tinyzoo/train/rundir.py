@@ -109,9 +109,11 @@ def read_trainer_state(path: Path, device="cpu") -> dict:
     except pickle.UnpicklingError as exc:
         if "weights only load failed" not in str(exc).lower():
             raise DamagedCheckpoint(f"{path} cannot be read ({one_line(exc, 100, typed=True)})") from None
+        from tinyzoo.weights import refusal_reason
+
         raise UnsafeCheckpoint(
-            f"refused {path}: it holds objects other than tensors and plain data, and loading them could run code "
-            "(tinyzoo's checkpoints never do; one written before checkpoint format 2 cannot be resumed: start the run again)"
+            f"refused {path}: it holds more than tensors and plain data, and loading it could run code ({refusal_reason(exc)}); "
+            "tinyzoo's checkpoints never do (one written before checkpoint format 2 cannot be resumed: start the run again)"
         ) from None
     except FileNotFoundError:
         raise DamagedCheckpoint(f"{path} is missing") from None
