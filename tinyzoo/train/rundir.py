@@ -99,7 +99,10 @@ def discard_own_dir(path: Path, own: set[str]) -> None:
 
 def read_trainer_state(path: Path, device="cpu") -> dict:
     """``trainer.pt``, read with ``weights_only=True``: :class:`UnsafeCheckpoint` when it holds
-    objects that unpickling would run code for, :class:`DamagedCheckpoint` when it cannot be read."""
+    objects that unpickling would run code for, :class:`DamagedCheckpoint` when it cannot be read.
+
+    A pickle stream the restricted unpickler refuses is unsafe even when it may only be garbage:
+    tinyzoo refuses rather than guesses (a truncated or zeroed file fails earlier, as damaged)."""
     import torch
 
     try:
