@@ -202,7 +202,8 @@ def test_the_input_size_probe_draws_no_random_numbers_and_changes_nothing():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     torch.manual_seed(0)
     state = torch.get_rng_state()
-    assert fits(model, 56, training=True) and not fits(model, 16, training=True)
+    assert fits(model, 56) and not fits(model, 16)  # one blank image, evaluation mode
+    assert fits(model, 56, training=True) and not fits(model, 16, training=True)  # the meta device, training mode
     check_input_size(model, 56, what="crops", training=True)
     assert torch.equal(torch.get_rng_state(), state) and not model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

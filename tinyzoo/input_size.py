@@ -1,12 +1,15 @@
-"""Whether a network takes square inputs of a given size, found before any real forward runs.
+"""Whether a network takes square inputs of a given size, found before any real work runs.
 
 A network's pooling and strided layers shrink its feature maps; fed an image smaller than it
 was built for (AlexNet or Inception v3 with their ImageNet stem at 56 px), a map shrinks below
 one pixel and torch stops with an error about kernel and output sizes. :func:`check_input_size`
-runs the network once on the meta device (shapes only: no memory, no arithmetic, no random
-numbers drawn, no state changed), and when the size does not fit, raises a one-line
-:class:`InputTooSmall` naming the smallest size that does and the stems that adapt the network
-to small images. A network the meta device cannot run is passed: its real forward will tell.
+runs the network once on one blank image in evaluation mode, which changes no state and draws
+no random numbers; a network with auxiliary classifiers (which run in training only) is run in
+training mode on the meta device instead (shapes only: no memory, no arithmetic; its first use
+imports torch's symbolic-shape machinery, about a second). When the size does not fit, it
+raises a one-line :class:`InputTooSmall` naming the smallest size that does, found on the meta
+device, and the stems that adapt the network to small images. A network that fails for another
+reason is passed: its real forward will tell.
 """
 
 from __future__ import annotations
@@ -34,8 +37,25 @@ def _mode(model, training: bool):
             module.training = was
 
 
-def fits(model, size: int, *, training: bool = False) -> bool:
-    """Whether ``model`` runs on a ``(2, 3, size, size)`` batch (on the meta device)."""
+def fits(model, size: int, *, training: bool = False, meta: bool = False) -> bool:
+    """Whether ``model`` runs on a batch of ``size`` x ``size`` images: one blank image on its
+    own device in evaluation mode, or (``training`` or ``meta``) two on the meta device."""
+    import torch
+
+    if training or meta:
+        return _fits_on_meta(model, size, training)
+    reference = next(iter(model.parameters()), None)
+    device = reference.device if reference is not None else torch.device("cpu")
+    dtype = reference.dtype if reference is not None and reference.is_floating_point() else torch.float32
+    try:
+        with torch.no_grad(), _mode(model, False):
+            model(torch.zeros(1, 3, size, size, device=device, dtype=dtype))
+    except Exception:
+        return False
+    return True
+
+
+def _fits_on_meta(model, size: int, training: bool) -> bool:
     import torch
     from torch.func import functional_call
 
@@ -52,12 +72,12 @@ def fits(model, size: int, *, training: bool = False) -> bool:
 def smallest_size(model, size: int, largest: int, *, training: bool = False) -> int | None:
     """The smallest side above ``size`` (which does not fit) that ``model`` takes, up to ``largest``;
     None when ``largest`` does not fit either (then the probe cannot tell what is wrong)."""
-    if not fits(model, largest, training=training):
+    if not fits(model, largest, training=training, meta=True):
         return None
     low, high = size, largest  # low does not fit, high does
     while high - low > 1:
         middle = (low + high) // 2
-        if fits(model, middle, training=training):
+        if fits(model, middle, training=training, meta=True):
             high = middle
         else:
             low = middle
@@ -68,10 +88,12 @@ def check_input_size(model, size: int, *, what: str, training: bool = False, arc
                      stem: str | None = None, native: int | None = None) -> None:
     """Raise :class:`InputTooSmall` when ``model`` cannot take ``what`` (e.g. ``"evaluation crops"``)
     of ``size`` x ``size`` pixels. ``arch``, ``stem`` and the ``native`` input size, for the message,
-    default to the model's config (an adapted model's)."""
+    default to the model's config (an adapted model's). ``training``: as training runs it (which
+    matters only for a network with auxiliary classifiers)."""
+    config = getattr(model, "tinyzoo_config", None) or {}
+    training = training and bool(config.get("aux_classifiers"))
     if fits(model, size, training=training):
         return
-    config = getattr(model, "tinyzoo_config", None) or {}
     native = native or int(config.get("native_input_size") or config.get("input_size") or 224)
     smallest = smallest_size(model, size, max(2 * native, 2 * size), training=training)
     if smallest is None:
