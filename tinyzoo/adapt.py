@@ -274,7 +274,6 @@ def create(
     """
     import torch
 
-    from tinyzoo.input_size import check_input_size
     from tinyzoo.registry import get_registry
     from tinyzoo.surgery.head import get_module, out_size
 
@@ -294,9 +293,7 @@ def create(
     with torch.no_grad():
         model, applied, notes, input_size = apply_plan(model, spec, adapter_plan(spec.family, steps), tracker)
         if recalibrate_bn:
-            check_input_size(model, int(calibration.small.shape[1]), what="calibration images (--recalibrate-bn)",
-                             arch=spec.name, stem=stem, native=spec.input_size)
-            notes += _recalibrate(model, spec, tracker, recalibrate_bn, calibration, reference)
+            notes += _recalibrate(model, spec, tracker, recalibrate_bn, calibration, reference, stem)
         tracker.check_copied(model.state_dict())
     model.eval()
 
@@ -312,9 +309,14 @@ def create(
     return model
 
 
-def _recalibrate(model, spec, tracker: ProvenanceTracker, method: str, calibration, reference) -> list[str]:
-    """BatchNorm recalibration after the surgery (:mod:`tinyzoo.surgery.batchnorm`); its notes."""
+def _recalibrate(model, spec, tracker: ProvenanceTracker, method: str, calibration, reference, stem: str) -> list[str]:
+    """BatchNorm recalibration after the surgery (:mod:`tinyzoo.surgery.batchnorm`); its notes.
+    Calibration images the network cannot take are a one-line error before any forward."""
+    from tinyzoo.input_size import check_input_size
     from tinyzoo.surgery.batchnorm import recalibrate_views
+
+    check_input_size(model, int(calibration.small.shape[1]), what="calibration images (--recalibrate-bn)",
+                     arch=spec.name, stem=stem, native=spec.input_size)
 
     changes = recalibrate_views(model, calibration, method, spec.mean, spec.std, reference)
     tracker.apply("recalibrate-bn", changes, model.state_dict())
