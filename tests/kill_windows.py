@@ -116,14 +116,12 @@ def scenario(work: Path, sample: Path, window: str, reference: dict) -> dict:
 def main() -> None:
     work, sample, windows = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
     # Import what the children run once, here (the point of forking); compute nothing with torch.
+    import importlib
+
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
-
-    import importlib
-
-    for name in ("torch._dynamo", "torch.distributed", "sympy", "safetensors.torch", "PIL.Image", "tqdm.auto", "tinyzoo.cli",
+    for name in ("matplotlib.pyplot", "torch._dynamo", "torch.distributed", "sympy", "safetensors.torch", "PIL.Image", "tqdm.auto", "tinyzoo.cli",
                  "tinyzoo.train.trainer", "tinyzoo.data.cache", "tinyzoo.adapt", "tinyzoo_plugins.models.zhai"):
         importlib.import_module(name)  # the first optimizer step imports torch._dynamo (and sympy): seconds per child
     from tinyzoo.registry import get_registry

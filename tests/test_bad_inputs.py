@@ -25,13 +25,12 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from training_sample import CLASSES, write_training_sample
 
 import tinyzoo
 from tinyzoo.cli import cli
 from tinyzoo.plugin_loader import get_host
 from tinyzoo.specs import ArchitectureSpec
-
-from training_sample import CLASSES, write_training_sample
 
 QUICK = ["--threads", "1", "--set", f"model.classes={CLASSES}", "--set", "stages[0].epochs=1", "--set", "stages[0].batch_size=16"]
 PAYLOAD = "payload-ran"  # the file a malicious pickle would create, were it ever unpickled
@@ -256,7 +255,7 @@ def _(ctx):
 @case("data: a truncated JPEG stops training before a run directory exists", 1,
       "Error: {tmp}/data/train/{wnid}/images/{image}: cannot decode image: Truncated File Read")
 def _(ctx):
-    image = sorted((ctx.dataset() / "train" / ctx.wnid / "images").iterdir())[0]
+    image = min((ctx.dataset() / "train" / ctx.wnid / "images").iterdir())
     ctx.fields["image"] = image.name
     image.write_bytes(image.read_bytes()[:600])
     return ["train", "quickstart", *QUICK, "--data", str(ctx.tmp / "data"), "--out", str(ctx.tmp / "out")]
@@ -666,6 +665,7 @@ def test_bad_input(bad: Case, sample, finished_run, tmp_path):
     args = bad.setup(ctx)
     before = tree(ctx.tmp)
     result = CliRunner().invoke(cli, args)
+    assert not (ctx.tmp / PAYLOAD).exists()  # no pickle payload ever ran
     output = result.output
     assert "Traceback" not in output and (result.exception is None or isinstance(result.exception, SystemExit)), output
     assert result.exit_code == bad.code, output
@@ -678,4 +678,3 @@ def test_bad_input(bad: Case, sample, finished_run, tmp_path):
     assert sum(line.startswith("Error:") for line in lines) == (1 if bad.code else 0), output
     if bad.code:
         assert tree(ctx.tmp) == before  # nothing made, nothing of the user's touched
-    assert not (ctx.tmp / PAYLOAD).exists()  # no pickle payload ever ran

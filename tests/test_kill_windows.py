@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from training_sample import write_training_sample
 
 HERE = Path(__file__).parent

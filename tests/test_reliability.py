@@ -18,7 +18,14 @@ import pytest
 import torch
 
 import tinyzoo
-from tinyzoo.atomic_files import OLD_SUFFIX, replace_dir, staged_dir, sweep_temporaries, temp_sibling
+from tinyzoo.atomic_files import (
+    OLD_SUFFIX,
+    replace_dir,
+    staged_dir,
+    sweep_temporaries,
+    temp_sibling,
+)
+from tinyzoo.errors import TinyzooError
 from tinyzoo.train.rundir import DamagedCheckpoint, RunDir, read_trainer_state
 
 
@@ -115,6 +122,23 @@ def test_staged_and_replaced_folders_leave_nothing_beside_them(tmp_path):
 
 
 # -- the run directory never deletes what it did not write -------------------------------------------------------
+def test_a_run_an_earlier_tinyzoo_left_before_run_json_is_started_over(tmp_path):
+    """Before the first files were made together, a kill between recipe.toml and run.json left a
+    folder that --resume refused (no run.json) and --out refused too (it held a run)."""
+    run = RunDir(tmp_path / "run")
+    run.checkpoints.mkdir(parents=True)
+    run.recipe_path.write_text("name = 'old'\n")
+    run.metrics_path.write_text("")
+    run.create("name = 'new'\n", {"data": "x"})
+    assert sorted(p.name for p in run.path.iterdir()) == ["checkpoints", "metrics.jsonl", "recipe.toml", "run.json"]
+    assert run.recipe_path.read_text() == "name = 'new'\n" and [p.name for p in tmp_path.iterdir()] == ["run"]
+    (run.path / "run.json").unlink()
+    (run.path / "notes.txt").write_text("mine")  # no longer only tinyzoo's first files: refused
+    with pytest.raises(TinyzooError, match="holds files that are not a tinyzoo run"):
+        run.create("name = 'new'\n", {"data": "x"})
+
+
+
 def test_pruning_and_restoring_spare_what_tinyzoo_did_not_write(tmp_path):
     model = tinyzoo.create("resnet20_zhai", classes=4, weights="none", width=0.25)
     run = RunDir(tmp_path / "run")

@@ -140,7 +140,8 @@ class RunDir:
 
     # -- creation ------------------------------------------------------------------------
     def check_new(self) -> None:
-        """Raise unless a new run may be made here: the folder is absent or empty.
+        """Raise unless a new run may be made here: the folder is absent, empty, or holds only
+        the first files of a run that never started (:meth:`never_started`).
 
         A run directory is never started over (``--resume`` continues it) and a folder
         holding anything else is not tinyzoo's to write into.
@@ -151,12 +152,22 @@ class RunDir:
         if (path / RUN_MARKER).is_file():
             raise TinyzooError(f"{path} already holds a run; use --resume {path} to continue it, or another --out")
         entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
-        if entries:
+        if entries and not self.never_started():
             more = f" and {len(entries) - SHOWN_ENTRIES} more" if len(entries) > SHOWN_ENTRIES else ""
             raise TinyzooError(
                 f"--out {path} holds files that are not a tinyzoo run ({', '.join(entries[:SHOWN_ENTRIES])}{more}); "
                 "tinyzoo writes runs into a new or empty folder only: give another --out"
             )
+
+    def never_started(self) -> bool:
+        """Whether the folder holds only the first files of a run that an earlier tinyzoo (which
+        wrote them one by one) left before ``run.json``: ``recipe.toml``, an empty metrics.jsonl
+        and an empty checkpoints/. Such a folder is started over."""
+        entries = {p.name for p in self.path.iterdir()}
+        if not entries <= {"recipe.toml", "metrics.jsonl", "checkpoints"} or "recipe.toml" not in entries:
+            return False
+        metrics_empty = not self.metrics_path.exists() or self.metrics_path.stat().st_size == 0
+        return metrics_empty and (not self.checkpoints.exists() or (self.checkpoints.is_dir() and not any(self.checkpoints.iterdir())))
 
     def create(self, recipe_toml: str, settings: dict[str, Any]) -> None:
         """Make the run directory holding ``recipe_toml``, ``run.json`` (``settings``), an empty
