@@ -639,6 +639,14 @@ def _(ctx):
 
 
 # -- the test ------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    """`train --threads 1` sets torch's thread count for the whole process: put it back after."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
     return write_training_sample(tmp_path_factory.mktemp("bad-inputs") / "sample")
