@@ -71,6 +71,13 @@ def test_builtin_recipe_validates_and_round_trips(name):
 
 
 @pytest.mark.parametrize("name", BUILTIN)
+def test_builtin_recipe_names_only_what_is_installed(name):
+    from tinyzoo.recipe_check import check_recipe
+
+    check_recipe(load_recipe(name), name)  # architecture, stems, options, stage changes, augmentation
+
+
+@pytest.mark.parametrize("name", BUILTIN)
 def test_builtin_recipe_file_cites_its_report(name):
     first = (REPO / "recipes" / f"{name}.toml").read_text().splitlines()[0]
     assert first.startswith("# ") and ("shared/seeds" in (REPO / "recipes" / f"{name}.toml").read_text()[:600])

@@ -17,17 +17,36 @@ from pathlib import Path
 from typing import Any
 
 from tinyzoo import preprocess as preprocessing
-from tinyzoo.adapt_report import AdaptationReport, Changes, ProvenanceTracker, TensorRecord
-from tinyzoo.atomic_files import fsync_dir, fsync_file, replace_dir, temp_dir_beside
+from tinyzoo.adapt_report import (
+    AdaptationReport,
+    Changes,
+    ProvenanceTracker,
+    TensorRecord,
+)
+from tinyzoo.atomic_files import (
+    follow_umask,
+    fsync_dir,
+    fsync_file,
+    replace_dir,
+    sweep_temporaries,
+    temp_dir_beside,
+)
 from tinyzoo.builders import build, placeholder_model
 from tinyzoo.errors import TinyzooError, one_line
 from tinyzoo.model_card import model_card
-from tinyzoo.model_files import CARD_FILE, CONFIG_FILE, CONFIG_FORMAT, CONFIG_VERSION, WEIGHTS_FILE, read_config
+from tinyzoo.model_files import (
+    CARD_FILE,
+    CONFIG_FILE,
+    CONFIG_FORMAT,
+    CONFIG_VERSION,
+    WEIGHTS_FILE,
+    read_config,
+)
 from tinyzoo.specs import (
+    ADAPTER_OPTIONS,
     HEAD_INITS,
     IMAGENET_CLASSES,
     KERNEL_RESIZES,
-    RESIZE_MODES,
     ROLE_ORDERS,
     STEM_MODES,
     TINY_IMAGENET_CLASSES,
@@ -36,8 +55,6 @@ from tinyzoo.specs import (
 )
 
 __all__ = ["create", "load", "restem", "save"]
-# Options the adapters read (``--option aux=drop``); every other option goes to the builder.
-ADAPTER_OPTIONS = {"aux": ("adapt", "drop"), "resize_mode": RESIZE_MODES}
 
 
 # -- finding and running adapters -------------------------------------------------------------
@@ -70,11 +87,23 @@ def adapter_plan(family: str, steps: dict[str, dict[str, Any]]) -> list[tuple[Ad
 
 
 def run_adapter(adapter: AdapterSpec, model, spec, params: dict[str, Any]):
-    """``adapter.apply(model, spec, **params)``: the (model, :class:`Changes`) it returns, checked."""
-    function = resolve_object(adapter.apply)
-    result = function(model, spec, **params)
+    """``adapter.apply(model, spec, **params)``: the (model, :class:`Changes`) it returns, checked.
+
+    An adapter that cannot be imported or fails with anything but a :class:`TinyzooError` is
+    a one-line error naming its plugin, the adapter, the architecture and the cause."""
+    origin = (f"plugin {adapter.plugin!r}: " if adapter.plugin else "") + f"adapter {adapter.name!r} on {spec.name!r}"
+    try:
+        function = resolve_object(adapter.apply)
+    except Exception as exc:
+        raise TinyzooError(f"{origin}: {adapter.apply} cannot be imported ({one_line(exc, 160, typed=True)})") from None
+    try:
+        result = function(model, spec, **params)
+    except TinyzooError:
+        raise
+    except Exception as exc:
+        raise TinyzooError(f"{origin}: {adapter.apply} raised {one_line(exc, 200, typed=True)}") from None
     if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], Changes)):
-        raise TinyzooError(f"adapter {adapter.name!r} ({adapter.apply}) must return (model, Changes), not {type(result).__name__}")
+        raise TinyzooError(f"{origin}: {adapter.apply} must return (model, Changes), not {type(result).__name__}")
     return result
 
 
@@ -264,7 +293,7 @@ def create(
     with torch.no_grad():
         model, applied, notes, input_size = apply_plan(model, spec, adapter_plan(spec.family, steps), tracker)
         if recalibrate_bn:
-            notes += _recalibrate(model, spec, tracker, recalibrate_bn, calibration, reference)
+            notes += _recalibrate(model, spec, tracker, recalibrate_bn, calibration, reference, stem)
         tracker.check_copied(model.state_dict())
     model.eval()
 
@@ -280,9 +309,14 @@ def create(
     return model
 
 
-def _recalibrate(model, spec, tracker: ProvenanceTracker, method: str, calibration, reference) -> list[str]:
-    """BatchNorm recalibration after the surgery (:mod:`tinyzoo.surgery.batchnorm`); its notes."""
+def _recalibrate(model, spec, tracker: ProvenanceTracker, method: str, calibration, reference, stem: str) -> list[str]:
+    """BatchNorm recalibration after the surgery (:mod:`tinyzoo.surgery.batchnorm`); its notes.
+    Calibration images the network cannot take are a one-line error before any forward."""
+    from tinyzoo.input_size import check_input_size
     from tinyzoo.surgery.batchnorm import recalibrate_views
+
+    check_input_size(model, int(calibration.small.shape[1]), what="calibration images (--recalibrate-bn)",
+                     arch=spec.name, stem=stem, native=spec.input_size)
 
     changes = recalibrate_views(model, calibration, method, spec.mean, spec.std, reference)
     tracker.apply("recalibrate-bn", changes, model.state_dict())
@@ -403,7 +437,29 @@ def _write_model_files(model, config: dict[str, Any], folder: Path) -> None:
     (folder / CARD_FILE).write_text(model_card(config), encoding="utf-8")
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     for path in folder.iterdir():
+        follow_umask(path)  # safetensors writes 0600; every file of the folder gets the mode open() gives
         fsync_file(path)
+
+
+def check_replaceable(target: Path, config: dict[str, Any]) -> None:
+    """Refuse to write into an existing folder whose files of the same names tinyzoo did not
+    write (it is not an adapted-model folder): a user's README.md is never overwritten."""
+    if not target.is_dir() or _written_by_tinyzoo(target / CONFIG_FILE):
+        return
+    from tinyzoo.preprocess import PIXEL_MEAN_FILE
+
+    taken = [name for name in (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, PIXEL_MEAN_FILE) if (target / name).exists()]
+    if taken:
+        raise TinyzooError(f"{target} is not an adapted-model folder but holds {taken[0]}, which saving would overwrite; "
+                           "give a new or empty folder")
+
+
+def _written_by_tinyzoo(config_path: Path) -> bool:
+    """Whether ``config_path`` is an adapted model's config.json."""
+    try:
+        return json.loads(config_path.read_text(encoding="utf-8")).get("format") == CONFIG_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def save(model, directory: str | os.PathLike) -> Path:
@@ -422,6 +478,8 @@ def save(model, directory: str | os.PathLike) -> Path:
     target = Path(directory)
     if target.exists() and not target.is_dir():
         raise TinyzooError(f"{target} exists and is not a directory; give a folder for the adapted model")
+    check_replaceable(target, config)
+    sweep_temporaries(target.parent, target=target.name)
     staging = temp_dir_beside(target)
     try:
         _write_model_files(model, config, staging)
@@ -463,6 +521,7 @@ def load(model: str | os.PathLike, *, device: Any = None, offline: bool | None =
     from safetensors.torch import load_file
 
     from tinyzoo.registry import get_registry
+    from tinyzoo.weights import check_finite
 
     root = model_dir(model, offline=offline)
     config = read_config(root)
@@ -479,6 +538,7 @@ def load(model: str | os.PathLike, *, device: Any = None, offline: bool | None =
         state = load_file(str(weights_path), device="cpu")
     except Exception as exc:
         raise TinyzooError(f"{weights_path} is not a valid safetensors file ({one_line(exc, 120)})") from None
+    check_finite(state, weights_path)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -9,14 +9,41 @@ crash leaves at worst a temporary name beside the target, never a damaged target
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 TEMP_MARK = ".tmp-"  # every temporary name contains it: ".<target name>.tmp-<pid>-<ns>[suffix]"
+OLD_SUFFIX = ".old"  # a folder being replaced, moved aside: put back by the sweep if the new one never arrived
+KILL_ENV = "TINYZOO_TEST_KILL_AT"  # test support only: see crash_point
+_crash_hits: dict[str, int] = {}
+
+
+def crash_point(point: str) -> None:
+    """Test support only: SIGKILL this process when ``$TINYZOO_TEST_KILL_AT`` names ``point``.
+
+    The writers below call it at each instant a crash could leave something half-done, with
+    ``point`` = ``"<target name>:<moment>"``: ``staged`` (the new content is complete under its
+    temporary name, nothing renamed yet), ``swapping`` (a replaced folder moved aside, the new
+    one not yet in place), ``replaced`` (the new content in place, the old not yet removed),
+    ``discarding`` (a folder being deleted, renamed to a temporary name). The variable holds a
+    shell pattern, optionally with ``#N`` to crash at the N-th match (``best:swapping#2``).
+    Unset, as it always is outside tests, this costs one dictionary lookup.
+    """
+    wanted = os.environ.get(KILL_ENV)
+    if not wanted:
+        return
+    pattern, _, count = wanted.partition("#")
+    if not fnmatch.fnmatchcase(point, pattern):
+        return
+    _crash_hits[pattern] = _crash_hits.get(pattern, 0) + 1
+    if _crash_hits[pattern] >= int(count or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def temp_sibling(path: str | os.PathLike, suffix: str = "") -> Path:
@@ -51,6 +78,11 @@ def _umask() -> int:
     return mask
 
 
+def follow_umask(path: str | os.PathLike) -> None:
+    """Give a file another library wrote (safetensors writes 0600) the mode ``open()`` would: 0666 less the umask."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path for the caller to write ``path``'s content to; on success it is
@@ -64,7 +96,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         fsync_file(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
+        follow_umask(tmp)
+        crash_point(f"{path.name}:staged")
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -109,15 +142,34 @@ def staged_dir(target: str | os.PathLike) -> Iterator[Path]:
 
 
 def replace_dir(source: Path, target: Path) -> None:
-    """Move folder ``source`` to ``target``, replacing what was there, and flush the rename."""
+    """Move folder ``source`` to ``target``, replacing what was there, and flush the rename.
+
+    An old ``target`` is first renamed aside (a temporary ending in :data:`OLD_SUFFIX`); should
+    the process die before the new folder is in place, :func:`sweep_temporaries` puts it back.
+    """
+    crash_point(f"{target.name}:staged")
     old = None
     if target.exists():
-        old = temp_sibling(target, ".old")
+        old = temp_sibling(target, OLD_SUFFIX)
         os.replace(target, old)
+        crash_point(f"{target.name}:swapping")
     os.replace(source, target)
     fsync_dir(target.parent)
     if old is not None:
+        crash_point(f"{target.name}:replaced")
         shutil.rmtree(old, ignore_errors=True)
+
+
+def discard_dir(path: str | os.PathLike) -> None:
+    """Delete folder ``path`` whole: renamed to a temporary name first, so that a crash midway
+    leaves a temporary for the sweep, never a half-deleted folder under its own name."""
+    path = Path(path)
+    if not path.is_dir():
+        return
+    doomed = temp_sibling(path, ".discarded")
+    os.replace(path, doomed)
+    crash_point(f"{path.name}:discarding")
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -138,16 +190,33 @@ def temporary_owner(name: str) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def sweep_temporaries(folder: str | os.PathLike) -> list[Path]:
+def temporary_target(name: str) -> str:
+    """The name a temporary made here stands in for (``.best.tmp-12-34.old`` -> ``best``)."""
+    return name[1:].split(TEMP_MARK, 1)[0]
+
+
+def sweep_temporaries(folder: str | os.PathLike, target: str | None = None) -> list[Path]:
     """Remove the temporaries in ``folder`` (not below it) left by processes that no longer
-    run; returns what was removed. Another live process's temporaries are left alone."""
+    run (only those standing in for ``target``, when given); returns what was removed.
+
+    Another live process's temporaries are left alone. A folder that :func:`replace_dir` had
+    moved aside when its process died, and whose replacement never arrived, is put back
+    under its name instead of being removed.
+    """
     folder = Path(folder)
     removed: list[Path] = []
     if not folder.is_dir():
         return removed
-    for entry in folder.iterdir():
+    entries = sorted(folder.iterdir(), key=lambda e: not e.name.endswith(OLD_SUFFIX))  # put back before removing
+    for entry in entries:
         pid = temporary_owner(entry.name)
         if pid is None or not entry.name.startswith(".") or pid == os.getpid() or _pid_alive(pid):
+            continue
+        name = temporary_target(entry.name)
+        if target is not None and name != target:
+            continue
+        if entry.name.endswith(OLD_SUFFIX) and entry.is_dir() and not (folder / name).exists():
+            os.replace(entry, folder / name)
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

@@ -7,6 +7,8 @@ by :mod:`tinyzoo.weights`, never by the builder. :func:`build` calls the spec's 
 
 from __future__ import annotations
 
+from tinyzoo.errors import one_line
+
 
 def timm_model(model_name: str, num_classes: int = 1000, **kwargs):
     """timm's ``model_name`` with random weights."""
@@ -23,16 +25,53 @@ def torchvision_model(model_name: str, num_classes: int = 1000, **kwargs):
 
 
 def build(spec, num_classes: int | None = None, **options):
-    """Build ``spec``'s network with random weights (options are the spec's ``options``)."""
+    """Build ``spec``'s network with random weights (options are the spec's ``options``).
+
+    A builder that cannot be imported, raises, or returns something other than an
+    ``nn.Module`` is a one-line :class:`~tinyzoo.errors.TinyzooError` naming the plugin, the
+    architecture and the cause.
+    """
     from tinyzoo.errors import TinyzooError
-    from tinyzoo.specs import resolve_object
 
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         allowed = ", ".join(sorted(spec.options)) or "none"
         raise TinyzooError(f"architecture {spec.name!r} has no option {unknown[0]!r}; its options: {allowed}")
-    builder = resolve_object(spec.builder)
-    return builder(num_classes=spec.num_classes if num_classes is None else num_classes, **dict(spec.builder_args), **options)
+    builder = builder_function(spec)
+    arguments = {"num_classes": spec.num_classes if num_classes is None else num_classes, **dict(spec.builder_args), **options}
+    try:
+        model = builder(**arguments)
+    except TinyzooError:
+        raise
+    except Exception as exc:
+        raise TinyzooError(f"{builder_origin(spec)}: builder {spec.builder} raised {one_line(exc, 200, typed=True)}") from None
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise TinyzooError(f"{builder_origin(spec)}: builder {spec.builder} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def builder_origin(spec) -> str:
+    """``plugin 'acme': architecture 'acme-net'`` (the plugin, when the spec records one)."""
+    plugin = getattr(spec, "plugin", None)
+    return (f"plugin {plugin!r}: " if plugin else "") + f"architecture {spec.name!r}"
+
+
+def builder_function(spec):
+    """The function ``spec.builder`` names; a one-line error naming the plugin when it cannot be imported."""
+    from tinyzoo.errors import TinyzooError
+    from tinyzoo.specs import resolve_object
+
+    try:
+        return resolve_object(spec.builder)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or one_line(exc, 120)
+        raise TinyzooError(f"{builder_origin(spec)}: builder {spec.builder} cannot be imported (no module {missing!r})") from None
+    except AttributeError:
+        raise TinyzooError(f"{builder_origin(spec)}: builder {spec.builder}: its module has no {spec.builder.partition(':')[2]!r}") from None
+    except Exception as exc:
+        raise TinyzooError(f"{builder_origin(spec)}: builder {spec.builder} cannot be imported ({one_line(exc, 160, typed=True)})") from None
 
 
 def has_non_persistent_buffers(model) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 import time
@@ -37,7 +38,27 @@ class TinyzooGroup(click.Group):
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+    """``data`` as JSON on stdout: always valid JSON, so NaN and infinity (which JSON has not)
+    are printed as null, and one warning line on stderr says how many were."""
+    replaced: list[int] = [0]
+    text = json.dumps(finite_json(data, replaced), indent=2, sort_keys=False, default=str, allow_nan=False)
+    click.echo(text)
+    if replaced[0]:
+        from tinyzoo.logs import logger
+
+        logger.warning(f"{replaced[0]} value(s) were NaN or infinite, which JSON cannot hold; they are printed as null")
+
+
+def finite_json(data: Any, replaced: list[int]) -> Any:
+    """``data`` with every NaN or infinite float replaced by None (counted in ``replaced[0]``)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        replaced[0] += 1
+        return None
+    if isinstance(data, dict):
+        return {key: finite_json(value, replaced) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_json(value, replaced) for value in data]
+    return data
 
 
 def _scaled(n: int | None, units: tuple[str, str, str], last: str) -> str:

@@ -18,10 +18,29 @@ import sys
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, Union, get_args, get_origin, get_type_hints
+from typing import (
+    Any,
+    Literal,
+    Mapping,
+    Sequence,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from tinyzoo.errors import TinyzooError
-from tinyzoo.specs import CALIBRATION_IMAGES, CROP_SIZE, STEM_MODES, BnRecalibration, HeadInit, KernelResize, StemMode
+from tinyzoo.specs import (
+    CALIBRATION_IMAGES,
+    CROP_SIZE,
+    KERNEL_RESIZES,
+    STAGE_CHANGES,
+    STEM_MODES,
+    BnRecalibration,
+    HeadInit,
+    KernelResize,
+    StemMode,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -233,9 +252,24 @@ def _check_stage(stage: Stage, path: str, source: str) -> None:
     if stage.label_smoothing >= 1:
         raise RecipeError(source, f"{path}.label_smoothing", f"must be below 1, not {stage.label_smoothing}")
     if stage.adapt is not None:
-        stem = stage.adapt.get("stem")
-        if stem is not None and stem not in STEM_MODES:
-            raise RecipeError(source, f"{path}.adapt.stem", f"must be one of {', '.join(STEM_MODES)}; got {stem!r}")
+        _check_stage_change(stage.adapt, f"{path}.adapt", source)
+
+
+def _check_stage_change(change: dict[str, Any], path: str, source: str) -> None:
+    """A stage's ``adapt`` table: the changes a stage can make (:data:`STAGE_CHANGES`), with allowed values."""
+    for key in change:
+        if key not in STAGE_CHANGES:
+            raise RecipeError(source, f"{path}.{key}", f"unknown change{_did_you_mean(key, STAGE_CHANGES)}; allowed: {', '.join(STAGE_CHANGES)}")
+    if "stem" not in change:
+        raise RecipeError(source, f"{path}.stem", "missing; a stage's adapt table changes the stem (stem = \"small\")")
+    for key, allowed in (("stem", STEM_MODES), ("kernel_resize", KERNEL_RESIZES)):
+        if key in change and change[key] not in allowed:
+            raise RecipeError(source, f"{path}.{key}", f"must be one of {', '.join(allowed)}; got {_shown(change[key])}")
+
+
+def _did_you_mean(key: str, allowed) -> str:
+    close = difflib.get_close_matches(str(key), list(allowed), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _parse_dataclass(cls: type, data: Any, path: str, source: str) -> Any:
@@ -245,9 +279,7 @@ def _parse_dataclass(cls: type, data: Any, path: str, source: str) -> Any:
     hints = get_type_hints(cls)
     for key in data:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise RecipeError(source, _join(path, key), f"unknown field{hint}; allowed: {', '.join(fields)}")
+            raise RecipeError(source, _join(path, key), f"unknown field{_did_you_mean(key, fields)}; allowed: {', '.join(fields)}")
     values = {}
     for name, f in fields.items():
         sub = _join(path, name)

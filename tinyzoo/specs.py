@@ -34,6 +34,11 @@ RESIZE_MODES: tuple[str, ...] = get_args(ResizeMode)
 BN_RECALIBRATIONS: tuple[str, ...] = get_args(BnRecalibration)
 FIDELITY_BN_CHOICES = ("none", *BN_RECALIBRATIONS)  # what `tinyzoo fidelity --bn` compares
 PHOTO_VIEWS: tuple[str, ...] = get_args(PhotoView)
+# Options the adapters read (``--option aux=drop``, a recipe's ``model.options``) and their values;
+# every other option goes to the architecture's builder.
+ADAPTER_OPTIONS: dict[str, tuple[str, ...]] = {"aux": ("adapt", "drop"), "resize_mode": RESIZE_MODES}
+# What a recipe stage's ``adapt`` table may change before the stage starts.
+STAGE_CHANGES = ("stem", "kernel_resize")
 CALIBRATION_IMAGES = 256  # images BatchNorm recalibration draws, unless told otherwise
 SOURCES = ("timm", "torchvision", "tinyzoo")
 # The adapter roles tinyzoo.create fills from its own arguments, and the order each runs in

@@ -141,6 +141,14 @@ def read_safetensors(path: Path) -> dict[str, Any]:
         raise TinyzooError(f"{path} is not a valid safetensors file ({one_line(exc, 120)}): it may be truncated or damaged") from None
 
 
+def refusal_reason(exc: BaseException) -> str:
+    """What ``torch.load(weights_only=True)`` refused, from its long message: ``Unsupported global:
+    GLOBAL io.open`` (the callable a pickle would have called), or its first words."""
+    text = one_line(exc)
+    found = re.search(r"WeightsUnpickler error: (.*?)(?: was not an allowed| Check the documentation|$)", text)
+    return found.group(1).strip() if found else one_line(exc, 80)
+
+
 def read_pickle(path: Path) -> dict[str, Any]:
     """The tensors of a PyTorch checkpoint, read with ``weights_only=True`` (nothing else is unpickled)."""
     import pickle
@@ -152,9 +160,8 @@ def read_pickle(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise TinyzooError(f"weights file {path} does not exist") from None
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TinyzooError(
-            f"refused {path}: it holds more than tensors and loading it would run code ({first[:120]}); "
+            f"refused {path}: it holds more than tensors, and loading it could run code ({refusal_reason(exc)}); "
             "convert it to .safetensors from a source you trust"
         ) from None
     except Exception as exc:
@@ -165,6 +172,25 @@ def read_pickle(path: Path) -> dict[str, Any]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise TinyzooError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     return dict(obj)
+
+
+def first_non_finite(state_dict: dict[str, Any]) -> str | None:
+    """``"KEY (N of M values)"`` for the first floating-point tensor holding NaN or infinity, else None."""
+    import torch
+
+    for key, tensor in state_dict.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and tensor.numel():
+            finite = torch.isfinite(tensor)
+            if not bool(finite.all()):
+                return f"{key} ({int((~finite).sum())} of {tensor.numel()} values)"
+    return None
+
+
+def check_finite(state_dict: dict[str, Any], where: Any) -> None:
+    """Refuse tensors holding NaN or infinity (a network computing with them scores as chance, silently)."""
+    bad = first_non_finite(state_dict)
+    if bad is not None:
+        raise TinyzooError(f"{where}: tensor {bad} is NaN or infinite; refusing weights that are not finite (a damaged or diverged checkpoint)")
 
 
 def apply_timm_filter(state_dict: dict[str, Any], spec) -> dict[str, Any]:
@@ -232,12 +258,15 @@ def load_weights(source: "str | WeightsSource | None", spec=None, *, offline: bo
         except TinyzooError as exc:
             evict(found.path)
             raise TinyzooError(f"{src.repo_id}/{WEIGHTS_FILE}@{found.revision[:12]}: {exc}; it was removed from the cache, download it again") from None
+        check_finite(state_dict, f"weights {src}")
         if spec is not None and spec.source == "timm":
             state_dict = apply_timm_filter(state_dict, spec)
         return LoadedWeights(state_dict, str(src), found.revision, found.sha256, found.path)
     if src.kind == "torchvision":
         found = download_checkpoint(torchvision_url(src.name), offline=offline, fetch_name=fetch_name)
-        return LoadedWeights(read_pickle(found.path), str(src), None, found.sha256, found.path)
+        state_dict = read_pickle(found.path)
+        check_finite(state_dict, f"weights {src}")
+        return LoadedWeights(state_dict, str(src), None, found.sha256, found.path)
 
     path = src.path
     if path.is_dir():
@@ -247,6 +276,7 @@ def load_weights(source: "str | WeightsSource | None", spec=None, *, offline: bo
     if not path.is_file():
         raise TinyzooError(f"weights file {path} does not exist")
     state_dict = read_safetensors(path) if path.suffix == SAFETENSORS_SUFFIX else read_pickle(path)
+    check_finite(state_dict, path)
     return LoadedWeights(state_dict, str(src), None, file_sha256(path), path)
 
 

@@ -43,7 +43,7 @@ def options_for(source, **given):
 
     data_dir = given.pop("data_dir") or model_source.recorded_data(source)
     if not data_dir:
-        raise click.UsageError(f"give --data DIR: {source.argument} is not in a run directory whose dataset is still on disk")
+        raise click.UsageError(f"give --data DIR: {source.argument} is not part of a training run, so it names no dataset")
     return Options(data_dir=data_dir, **given)
 
 

@@ -1,4 +1,5 @@
-"""``tinyzoo recipes``, ``recipes show`` and ``recipes check``: reading recipes, never importing torch."""
+"""``tinyzoo recipes``, ``recipes show`` and ``recipes check``: reading recipes (only ``check`` imports torch,
+to build the augmentation pipelines it checks)."""
 
 from __future__ import annotations
 
@@ -81,13 +82,16 @@ def show_command(name: str, sets: tuple[str, ...]) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 def check_command(files: tuple[str, ...], sets: tuple[str, ...]) -> None:
-    """Validate recipe FILES; the first problem of each is printed on one line."""
+    """Validate recipe FILES: every field, and every name against what is installed
+    (architecture, stems, options, augmentation keys); the first problem of each is printed on one line."""
     from tinyzoo.recipe import load_recipe
+    from tinyzoo.recipe_check import check_recipe
 
     failed = 0
     for path in files:
         try:
             recipe = load_recipe(path, sets)
+            check_recipe(recipe, path)
         except TinyzooError as exc:
             failed += 1
             click.echo(f"Error: {one_line(exc)}", err=True)

@@ -84,13 +84,15 @@ def resumed_settings(run: Path, options: dict):
 def fresh_settings(name: str | None, sets, out: Path | None, epochs_scale: float, options: dict):
     """The recipe NAME with its --set overrides, and settings for a new run (the sample dataset without --data)."""
     from tinyzoo.recipe import load_recipe
-    from tinyzoo.train.rundir import default_run_dir
     from tinyzoo.cpu_threads import environment_threads
+    from tinyzoo.train.rundir import RunDir, default_run_dir
     from tinyzoo.train.trainer import TrainSettings
 
     if not name:
         raise click.UsageError("give a recipe NAME (see `tinyzoo recipes`) or --resume RUN")
     recipe, options = load_recipe(name, sets), dict(options)
+    out = out or default_run_dir(recipe.name)
+    RunDir(out).check_new()  # before anything is read or written: a run goes into a new or empty folder only
     if options["data"] is None:
         from tinyzoo.data.sample import ensure_default_sample
 
@@ -98,7 +100,7 @@ def fresh_settings(name: str | None, sets, out: Path | None, epochs_scale: float
         click.echo(f"no --data: training on the generated sample dataset in {options['data']} (10 classes; give --data DIR for real data)", err=True)
     options["feature_cache"] = options["feature_cache"] or "auto"
     options["threads"] = options["threads"] or environment_threads()
-    return recipe, TrainSettings(out=out or default_run_dir(recipe.name), epochs_scale=epochs_scale, **options)
+    return recipe, TrainSettings(out=out, epochs_scale=epochs_scale, **options)
 
 
 def run_training(recipe, settings, resume: bool) -> dict:

@@ -210,6 +210,7 @@ def open_split(
     files, labels, entries = layout.scan(split)
     cache = resolve_cache_dir(layout.root, cache_dir)
     with build_lock(cache, split):
+        sweep_temporaries(cache)  # what a killed build left (a .npy.tmp- of a whole split), whether or not this one builds
         manifest = None if rebuild else read_manifest(cache, split)
         built, seconds = False, 0.0
         if not manifest_matches(manifest, cache, entries, layout, split):
@@ -219,12 +220,12 @@ def open_split(
     if manifest["skipped"] and not skip_bad:
         raise TinyzooError(manifest["skipped"][0])
     bad = set(manifest["bad_rows"])
-    stats_file = np.load(cache / f"{split}.stats.npz")
+    stats_file = np.load(cache / f"{split}.stats.npz", allow_pickle=False)
     kept = [i for i in range(len(files)) if i not in bad]
     return DecodedSplit(
         root=layout.root,
         split=split,
-        images=np.load(cache / f"{split}.npy", mmap_mode="r"),
+        images=np.load(cache / f"{split}.npy", mmap_mode="r", allow_pickle=False),
         labels=np.asarray([labels[i] for i in kept], dtype=np.int64),
         files=[files[i] for i in kept],
         wnids=list(layout.wnids),
@@ -366,7 +367,7 @@ def run_tasks(tasks: list[tuple], workers: int):
 
 def compact(path: Path, bad_rows: list[int]) -> None:
     """Rewrite the ``.npy`` at ``path`` without ``bad_rows`` (through a temporary beside it)."""
-    images = np.load(path, mmap_mode="r")
+    images = np.load(path, mmap_mode="r", allow_pickle=False)
     keep = np.setdiff1d(np.arange(len(images)), np.asarray(bad_rows))
     with atomic_path(path, ".npy") as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(keep),) + images.shape[1:])

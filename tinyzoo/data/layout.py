@@ -133,7 +133,7 @@ class TinyImageNet:
                 where = "test/images" if split == "test" else f"{split}/"
                 raise TinyzooError(f"{self.root / where}: not found; this dataset has no {split} split (it has: {', '.join(self.splits) or 'none'})")
             if split == "test":
-                files = list_images(self._test_folder())
+                files = self._images(self._test_folder())
                 self._files[split] = (files, [-1] * len(files))
             elif self.split_layout(split) == "annotations":
                 self._files[split] = self._read_annotated_val()
@@ -170,6 +170,17 @@ class TinyImageNet:
             raise TinyzooError(message)
         self.skipped.append(message)
 
+    def _images(self, folder: Path) -> list[Path]:
+        """The images in ``folder``; each broken link among them is a bad file (:meth:`_bad`)."""
+        images, problems = scan_images(folder)
+        for message in problems:
+            self._bad(message)
+        return images
+
+    def _empty_folder(self, folder: Path, wnid: str, split: str) -> None:
+        """A class folder without images: a class that cannot be learned (or measured) is a mistake."""
+        self._bad(f"{folder}: no images in it (.jpeg, .jpg, .png); wnids.txt lists class {wnid}, so {split}/ needs its images")
+
     def _unknown_folder(self, folder: Path) -> str | None:
         """The message for a folder in a split that names no class (None: leave it be)."""
         return f"{folder}: folder is not a class listed in {self.root / 'wnids.txt'}"
@@ -179,9 +190,9 @@ class TinyImageNet:
 
     def _read_class_folders(self, split: str) -> tuple[list[Path], list[int]]:
         base = self.root / split
-        for entry in sorted(os.scandir(base), key=lambda e: e.name):
-            if entry.is_dir() and not entry.name.startswith(".") and entry.name not in self._index and not (split == "val" and entry.name == "images"):
-                message = self._unknown_folder(base / entry.name)
+        for name in subfolder_names(base):
+            if name not in self._index and not (split == "val" and name == "images"):
+                message = self._unknown_folder(base / name)
                 if message:
                     self._bad(message)
         files: list[Path] = []
@@ -193,7 +204,9 @@ class TinyImageNet:
                 self._missing_folder(folder, wnid, split)
                 continue
             images = folder / "images"
-            found = list_images(images if images.is_dir() else folder)
+            found = self._images(images if images.is_dir() else folder)
+            if not found:
+                self._empty_folder(folder, wnid, split)
             files += found
             labels += [label] * len(found)
             boxes.update(read_boxes(folder / f"{wnid}_boxes.txt"))
@@ -205,7 +218,7 @@ class TinyImageNet:
         images = self.root / "val" / "images"
         if not ann.is_file():
             raise TinyzooError(f"{ann}: file not found; val/images needs it to label its images (or sort val/ into one folder per wnid)")
-        on_disk = {p.name: p for p in list_images(images)} if images.is_dir() else {}
+        on_disk = {p.name: p for p in self._images(images)} if images.is_dir() else {}
         files: list[Path] = []
         labels: list[int] = []
         boxes: dict[str, tuple[int, int, int, int]] = {}
@@ -257,6 +270,8 @@ class ClassFolders(TinyImageNet):
         classes = class_folder_names(base)
         if not classes:
             raise TinyzooError(f"{base}: no class folders with images in it; expected {base.name}/<class>/*.jpg, one folder per class")
+        for split in ("train", "val"):
+            warn_empty_folders(self.root / split)
         return classes
 
     def _read_words(self) -> dict[str, str]:
@@ -279,27 +294,49 @@ class ClassFolders(TinyImageNet):
     def _missing_folder(self, folder: Path, wnid: str, split: str) -> None:
         pass  # a class may have no validation images
 
+    def _empty_folder(self, folder: Path, wnid: str, split: str) -> None:
+        pass  # named once, with the other empty folders, by warn_empty_folders
+
+
+def warn_empty_folders(base: Path) -> None:
+    """One ``tinyzoo: warning:`` line (once per folder and process) naming the subfolders of a
+    class-folder split that hold no images: they are not classes, and are left out."""
+    from tinyzoo.logs import logger
+
+    empty = [name for name in subfolder_names(base) if name != "images" and not has_images(base / name)]
+    if not empty or base in _WARNED_EMPTY:
+        return
+    _WARNED_EMPTY.add(base)
+    shown = ", ".join(empty[:3]) + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")
+    logger.warning(f"{len(empty)} folder(s) in {base} hold no images and are not classes: {shown}")
+
+
+_WARNED_EMPTY: set[Path] = set()
+
 
 def has_images(folder: Path) -> bool:
     """Whether ``folder`` (or its ``images/`` subfolder) directly holds an image file."""
     for place in (folder, folder / "images"):
         try:
-            with os.scandir(place) as entries:
-                if any(e.is_file() and not e.name.startswith(".") and e.name.lower().endswith(IMAGE_SUFFIXES) for e in entries):
-                    return True
+            if scan_images(place)[0]:
+                return True
         except OSError:
             continue
     return False
 
 
-def class_folder_names(base: Path) -> list[str]:
-    """The sorted names of ``base``'s visible subfolders that hold images (the classes of a class-folder split)."""
+def subfolder_names(base: Path) -> list[str]:
+    """The sorted names of ``base``'s visible subfolders (links that loop left out)."""
     try:
         with os.scandir(base) as entries:
-            folders = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+            return sorted(e.name for e in entries if not e.name.startswith(".") and _is_dir(e))
     except OSError:
         return []
-    return [name for name in folders if has_images(base / name)]
+
+
+def class_folder_names(base: Path) -> list[str]:
+    """The sorted names of ``base``'s visible subfolders that hold images (the classes of a class-folder split)."""
+    return [name for name in subfolder_names(base) if has_images(base / name)]
 
 
 def check_split(split: str) -> None:
@@ -307,14 +344,44 @@ def check_split(split: str) -> None:
         raise TinyzooError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder`` (JPEG or PNG, any case), sorted by name; hidden files skipped."""
+def _is_dir(entry: os.DirEntry) -> bool:
+    """Whether a folder entry is (or links to) a folder; a link that loops is not."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def scan_images(folder: Path) -> tuple[list[Path], list[str]]:
+    """``(images, problems)``: the image files directly in ``folder`` (JPEG or PNG, any case),
+    sorted by name, hidden files skipped; and a one-line message for each entry with an image's
+    name that is a symbolic link to nothing (dangling) or to itself (a loop)."""
     if not folder.is_dir():
-        return []
-    return sorted(
-        (folder / e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith(".") and e.name.lower().endswith(IMAGE_SUFFIXES)),
-        key=lambda p: p.name,
-    )
+        return [], []
+    images, problems = [], []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.name.lower().endswith(IMAGE_SUFFIXES):
+                continue
+            try:
+                if entry.is_file():
+                    images.append(folder / entry.name)
+                    continue
+            except OSError as exc:
+                problems.append(f"{folder / entry.name}: symbolic link loop ({exc.strerror}); remove it or link it to an image")
+                continue
+            if entry.is_symlink():
+                problems.append(f"{folder / entry.name}: broken symbolic link to {os.readlink(folder / entry.name)}, which does not exist; "
+                                "remove it or link it to an image")
+    return sorted(images, key=lambda p: p.name), sorted(problems)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (see :func:`scan_images`); a broken link among them is a one-line error."""
+    images, problems = scan_images(folder)
+    if problems:
+        raise TinyzooError(problems[0] + (f" ({len(problems) - 1} more like it in {folder})" if len(problems) > 1 else ""))
+    return images
 
 
 def parse_box(fields: list[str]) -> tuple[int, int, int, int] | None:
@@ -383,7 +450,7 @@ def decode_items(npy_path: str, start: int, items: list[tuple]) -> dict:
     ``sizes`` counters, ``resized`` count, and the sums behind the dataset statistics
     (``pixel_sum`` (64, 64, 3) and ``cross`` (3, 3) over the good rows, ``good`` count).
     """
-    out = np.load(npy_path, mmap_mode="r+")
+    out = np.load(npy_path, mmap_mode="r+", allow_pickle=False)
     errors: list[tuple[int, str]] = []
     modes: Counter = Counter()
     sizes: Counter = Counter()

@@ -64,7 +64,7 @@ def variants_for(spec, *, bn=FIDELITY_BN_CHOICES, patterns=()) -> list[Variant]:
     """Every adapter variant ``spec`` supports (its ``stems``: ``keep``; ``resize`` per mode;
     ``small`` per kernel resampling), each with the BatchNorm choices in ``bn``; only names
     matching one of ``patterns`` (shell-style) when given."""
-    from tinyzoo.adapt import RESIZE_MODES
+    from tinyzoo.specs import RESIZE_MODES
     from tinyzoo.surgery.kernels import METHODS
 
     adapters: list[tuple[str, dict]] = []

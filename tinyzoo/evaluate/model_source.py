@@ -46,13 +46,18 @@ def load(source: ModelSource | str, *, offline: bool | None = None):
 
 
 def recorded_data(source: ModelSource) -> str | None:
-    """The dataset directory the model's training run read (its run.json), when it is still on disk."""
+    """The dataset the model's training run read (its run.json's ``data``), None when the model
+    is not part of a run; a one-line error naming the path when that dataset is gone."""
     if source.run_dir is None or not (Path(source.run_dir) / "run.json").is_file():
         return None
+    from tinyzoo.data.sources import is_hub_value
     from tinyzoo.train.rundir import read_settings
 
     recorded = read_settings(source.run_dir).get("data")
-    return recorded if recorded and Path(recorded).is_dir() else None
+    if recorded and not is_hub_value(recorded) and not Path(recorded).is_dir():
+        raise TinyzooError(f"the run {source.run_dir} was trained on {recorded}, which is no longer there; "
+                           "give --data DIR (where the dataset is now)")
+    return recorded or None
 
 
 def eval_dir(source: ModelSource, *parts: str) -> Path:

@@ -19,6 +19,7 @@ from tinyzoo.atomic_files import write_atomic
 from tinyzoo.errors import TinyzooError
 from tinyzoo.evaluate import model_source
 from tinyzoo.evaluate.predictions import Predictions
+from tinyzoo.input_size import check_input_size
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ def predict_source(source, data, options: Options):
     configure_for(options.device)  # on the CPU: the cores idle now (docs/training.md, "Devices and speed")
     net = model_source.load(source)
     preprocess = preprocessing.of(net).with_crop(options.crop)
+    check_input_size(net, preprocess.crop, what="evaluation crops (--crop)")
     predictions = predict_split(net, data, views=options.views, combine=options.combine, preprocess=preprocess, limit=options.limit,
                                 batch_rows=options.batch_rows, device=options.device, source=source.argument)
     return net, predictions
@@ -167,9 +169,10 @@ def predict_images(source, paths: list, *, topk: int = 5, views: str = "center",
     configure_for(device)  # on the CPU: the cores idle now
     net = model_source.load(source)
     wnids, names = model_classes(net)
+    preprocess = preprocessing.of(net).with_crop(crop)
+    check_input_size(net, preprocess.crop, what="crops (--crop)")
     pixels = np.stack([read_image(path)[0] for path in paths])
-    probs = run_model(net, pixels, views=views, combine=combine, preprocess=preprocessing.of(net).with_crop(crop), device=device,
-                      desc="predicting")
+    probs = run_model(net, pixels, views=views, combine=combine, preprocess=preprocess, device=device, desc="predicting")
     best = metrics.topk_indices(probs, topk)
     return [{"image": str(path), "top": [{"rank": r + 1, "wnid": wnids[k], "name": names[k], "probability": float(probs[i, k])}
                                          for r, k in enumerate(best[i])]} for i, path in enumerate(paths)]

@@ -117,11 +117,7 @@ def open_stage(run, index: int, model, parts: ModelParts, saved: dict | None) ->
     freeze(model, names)
     runtime.prepare(model)
     optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], spec.optimizer)
-    loader = make_loader(
-        run.data.train_split, spec.batch_size, shuffle=True, seed=run.recipe.run.seed, pipeline=run.data.train_pipeline,
-        device=runtime.device, drop_last=True, rank=runtime.world.rank, world_size=runtime.world.world_size,
-        num_classes=run.data.num_classes,
-    )
+    loader = stage_loader(run, spec)
     steps_per_epoch, total_steps, epochs = stage_plan(spec, len(loader))
     # Iteration stages (Zhai) give step_size in optimizer steps, as Caffe does; epoch stages in epochs.
     schedule = LrSchedule(spec.schedule, spec.optimizer.lr, total_steps, steps_per_epoch,
@@ -144,6 +140,31 @@ def open_stage(run, index: int, model, parts: ModelParts, saved: dict | None) ->
     else:
         stage.runner = runtime.wrap(torch.compile(model) if run.recipe.run.compile else model)
     return stage
+
+
+def stage_loader(run, spec, *, resident: bool | None = None) -> BatchLoader:
+    """The training batches of a stage of ``spec`` (this process's shard): GPU-resident on CUDA
+    where the split fits (:func:`~tinyzoo.data.device_loader.make_loader`); ``resident=False``
+    for a loader that only counts batches."""
+    runtime = run.runtime
+    return make_loader(
+        run.data.train_split, spec.batch_size, shuffle=True, seed=run.recipe.run.seed, pipeline=run.data.train_pipeline,
+        device=runtime.device, drop_last=True, rank=runtime.world.rank, world_size=runtime.world.world_size,
+        num_classes=run.data.num_classes, resident=resident,
+    )
+
+
+def check_stage_length(run, index: int) -> None:
+    """Raise the one-line error of :func:`stage_plan` should stage ``index`` have no whole optimizer step."""
+    spec = run.recipe.stages[index]
+    batches = len(stage_loader(run, spec, resident=False))
+    if batches < 1:
+        images, world = len(run.data.train_split), run.runtime.world.world_size
+        raise TinyzooError(
+            f"stages[{index}].batch_size is {spec.batch_size} but the training split of {run.settings.data} has {images} images"
+            + (f" ({images // world} per process)" if world > 1 else "") + "; lower batch_size"
+        )
+    stage_plan(spec, batches)
 
 
 def stage_plan(spec, loader_batches: int) -> tuple[int, int, int]:

@@ -4,6 +4,10 @@
 rates, snapshots, best score) of a run; :class:`EpochTotals` the running sums of the epoch in
 progress. Both go into ``trainer.pt`` as plain data, with every process's RNG states
 (:func:`gather_rng`), so a resumed run repeats the interrupted epoch exactly.
+
+``trainer.pt`` holds tensors, numbers, strings, lists, tuples and dicts only, so that it loads
+with ``torch.load(weights_only=True)``: numpy's and Python's RNG states are turned into those
+(:func:`plain_rng`) and back (:func:`restore_rng`) exactly.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: RNG states as tensors and lists (loads with weights_only=True)
 
 
 @dataclass
@@ -101,14 +105,22 @@ def sum_stats(items: list[dict]) -> dict:
     return {"rows": rows, "images": sum(int(s["images"]) for s in items)}
 
 
-def gather_rng(world) -> list[dict]:
-    """Every process's RNG states, in rank order."""
-    mine = {
+def plain_rng() -> dict:
+    """This process's RNG states as tensors, numbers and lists (what ``weights_only=True`` loads)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
     }
+
+
+def gather_rng(world) -> list[dict]:
+    """Every process's RNG states (:func:`plain_rng`), in rank order."""
+    mine = plain_rng()
     if not world.distributed:
         return [mine]
     import torch.distributed as dist
@@ -124,5 +136,7 @@ def restore_rng(states: list[dict], rank: int) -> None:
     torch.set_rng_state(mine["torch"])
     if mine.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(mine["cuda"])
-    np.random.set_state(mine["numpy"])
-    random.setstate(mine["python"])
+    npy = mine["numpy"]
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["gauss"]))
+    py = mine["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss_next"]))

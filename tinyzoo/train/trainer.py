@@ -46,6 +46,7 @@ from tinyzoo.train.rundir import RunDir, checkpoint_name, finite_or_none
 from tinyzoo.train.stage import (
     Bar,
     StageRun,
+    check_stage_length,
     inputs_count,
     install_head_dropout,
     open_stage,
@@ -123,7 +124,10 @@ class Trainer:
     """
 
     def __init__(self, recipe, settings: TrainSettings, *, model=None):
+        from tinyzoo.recipe_check import check_recipe
+
         self.recipe = scale_recipe(recipe, settings.epochs_scale)
+        check_recipe(self.recipe, f"recipe {self.recipe.name!r}")
         self.settings = settings
         self.initial_model = model
         self.model = model
@@ -175,15 +179,33 @@ class Trainer:
 
     # -- set-up --------------------------------------------------------------------------
     def _start(self):
-        """A fresh run: the run directory made, the model built; ``(model, None)``."""
+        """A fresh run: the model built and every stage checked, then the run directory made
+        (so a run that cannot start leaves nothing behind); ``(model, None)``."""
         from tinyzoo.recipe import recipe_to_toml
 
+        model = self._fresh_model()
+        self._preflight(model)
+        error = None
         if self.runtime.world.is_main:
-            self.run_dir.create(recipe_to_toml(self.recipe))
-            self.run_dir.write_settings(self.settings.to_record())
-        distributed.barrier(self.runtime.world)
+            try:
+                self.run_dir.create(recipe_to_toml(self.recipe), self.settings.to_record())
+            except TinyzooError as exc:
+                error = str(exc)
+        error = distributed.broadcast_object(error, self.runtime.world)
+        if error is not None:
+            raise TinyzooError(error)
         self.state = RunState()
-        return self._fresh_model(), None
+        return model, None
+
+    def _preflight(self, model) -> None:
+        """What can fail before training starts, checked before the run directory exists: every
+        stage's length in batches, and that the model takes the training and evaluation images."""
+        from tinyzoo.input_size import check_input_size
+
+        for index in range(len(self.recipe.stages)):
+            check_stage_length(self, index)
+        check_input_size(model, self.data.train_pipeline.crop, what="training crops (data.train.crop)", training=True)
+        check_input_size(model, self.data.preprocess.crop, what="evaluation crops (evaluation.crop)")
 
     def _fresh_model(self):
         torch.manual_seed(self.recipe.run.seed)
@@ -223,18 +245,23 @@ class Trainer:
             preprocessing.record(model, self.data.preprocess)
 
     def _resume(self):
-        """Model and the checkpoint's saved states, from the run directory's last checkpoint."""
-        path, world = self.run_dir.latest_checkpoint(), self.runtime.world
-        if path is None:
+        """Model and the checkpoint's saved states, from the run directory's last readable checkpoint."""
+        world = self.runtime.world
+        if world.is_main:
+            self.run_dir.sweep()
+        distributed.barrier(world)
+        found = self.run_dir.load_latest(self.log, "cpu")
+        if found is None:
             self.log(f"{self.run_dir.path}: no checkpoint yet; starting the run from the beginning")
             if world.is_main:
                 self.run_dir.rewrite_metrics([])
                 self.run_dir.restore_snapshots([])
             self.state = RunState()
             return self._fresh_model(), None
-        model, saved = RunDir.load_checkpoint(path, "cpu")
+        path, model, saved = found
         if saved.get("version") != CHECKPOINT_VERSION:
-            raise TinyzooError(f"{path}: checkpoint version {saved.get('version')} is not {CHECKPOINT_VERSION}")
+            raise TinyzooError(f"{path}: checkpoint format {saved.get('version')} is not {CHECKPOINT_VERSION}; "
+                               "this tinyzoo cannot continue it: start the run again")
         if saved.get("world_size", 1) != world.world_size:
             self.log(f"resuming a run of {saved.get('world_size', 1)} processes with {world.world_size}: not bit-for-bit")
         self.state = state = RunState(**saved["state"])
@@ -274,13 +301,12 @@ class Trainer:
     def _apply_adapt(self, model, change: dict):
         """Apply a stage's adapter change (e.g. ``{stem = "small"}``) keeping every other tensor."""
         from tinyzoo import adapt
+        from tinyzoo.input_size import check_input_size
 
-        unknown = sorted(set(change) - {"stem", "kernel_resize"})
-        if unknown:
-            raise TinyzooError(f"stage adapt: unknown change {unknown[0]!r}; a stage can change stem (and kernel_resize)")
         kernel_resize = change.get("kernel_resize", self.recipe.model.kernel_resize)
         model = adapt.restem(model, change["stem"], kernel_resize=kernel_resize)
         self._record_preprocess(model)
+        check_input_size(model, self.data.train_pipeline.crop, what="training crops (data.train.crop)", training=True)
         kernel_resize = model.tinyzoo_config.get("kernel_resize", kernel_resize)  # None resolved to the family's default
         self.log(f"adapter change before this stage: stem {change['stem']} (kernel_resize {kernel_resize})")
         return model.to(self.runtime.device)
