@@ -134,8 +134,8 @@ ARCHITECTURES = [
     ArchitectureSpec(
         name="squeezenet1_1", family="squeezenet", source="torchvision", builder=TORCHVISION,
         builder_args={"model_name": "squeezenet1_1"}, weights="torchvision:SqueezeNet1_1_Weights.IMAGENET1K_V1",
-        params=1_235_496, report=YU, stems=("keep", "resize"),
-        first_conv="features.0", classifier="classifier.1",
+        params=1_235_496, report=YU, stems=ALL_STEMS,
+        first_conv="features.0", stem_pools=("features.2",), classifier="classifier.1",
         stages=("features.2", "features.5", "features.8", "features.12"),
         description="SqueezeNet 1.1; its head is a 1x1 convolution (torchvision)",
     ),

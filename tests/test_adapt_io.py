@@ -105,7 +105,7 @@ def test_save_over_an_existing_folder_replaces_the_files(tmp_path):
 
 
 @pytest.mark.parametrize("args,code,message", [
-    (["adapt", "squeezenet1_1", "--stem", "small"], 1, "supports stems keep, resize; not 'small'"),
+    (["adapt", "lenet5", "--stem", "small"], 1, "architecture 'lenet5' supports stems keep; not 'small'"),
     (["adapt", "resnet181"], 2, "unknown architecture 'resnet181'; did you mean: resnet18"),
     (["adapt", "resnet18", "--wnids", "MISSING"], 1, "wnids file MISSING does not exist"),
     (["adapt", "resnet18", "--option", "width=2"], 1, "has no option 'width'"),

@@ -60,25 +60,19 @@ def run_adapter(adapter, model, spec, params: dict[str, Any]):
 
 
 # -- the resize and convolutionize adapters --------------------------------------------------------
-def _resize_pre_hook(module, args):
-    # The upsampling layer sits in front of everything the network does.
-    return (module.input_resize(args[0]), *args[1:])
-
-
 def adapt_resize(model, spec, *, size: int, mode: str = "bicubic"):
     """The ``resize`` adapter: the network unchanged, its input upsampled to ``size`` first.
 
     The :class:`InputResize` layer is registered as ``model.input_resize`` (no tensors) and run
     by a forward pre-hook, so state-dict keys and layer names stay the architecture's.
     """
-    from tinyzoo.surgery.resize import InputResize
+    from tinyzoo.surgery.resize import InputResize, attach_input_resize
 
     if mode not in RESIZE_MODES:
         raise TinyzooError(f"option resize_mode={mode!r} is not one of: {', '.join(RESIZE_MODES)}")
     if hasattr(model, "input_resize"):
         raise TinyzooError(f"{spec.name!r} already has an input_resize layer; apply the resize adapter once")
-    model.input_resize = InputResize(size, mode)
-    model.register_forward_pre_hook(_resize_pre_hook)
+    attach_input_resize(model, InputResize(size, mode))
     changes = Changes(input_size=56)
     changes.note(f"input upsampled ({mode}) to {size}x{size} before the network")
     return model, changes
@@ -86,13 +80,9 @@ def adapt_resize(model, spec, *, size: int, mode: str = "bicubic"):
 
 def remove_resize(model) -> bool:
     """Undo :func:`adapt_resize` on ``model``; returns whether it had one."""
-    if not hasattr(model, "input_resize"):
-        return False
-    for key, hook in list(model._forward_pre_hooks.items()):
-        if hook is _resize_pre_hook:
-            del model._forward_pre_hooks[key]
-    del model.input_resize
-    return True
+    from tinyzoo.surgery.resize import detach_input_resize
+
+    return detach_input_resize(model) is not None
 
 
 def adapt_convolutionize(model, spec, *, input_size: int, pool: str = "avg"):
@@ -102,9 +92,15 @@ def adapt_convolutionize(model, spec, *, input_size: int, pool: str = "avg"):
     size: 56 after ``stem small``). Linear weights keep their keys and values, reshaped.
     """
     from tinyzoo.surgery.convolutionize import convolutionize
+    from tinyzoo.surgery.resize import attach_input_resize, detach_input_resize
 
     before = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    net = convolutionize(model, spec.classifier or "", input_size, pool=pool)
+    # An input layer (stem small-up2) stays in front: the classifier is taken at the size behind it.
+    resize = detach_input_resize(model)
+    inner = resize.output_size(input_size) if resize is not None else input_size
+    net = convolutionize(model, spec.classifier or "", inner, pool=pool)
+    if resize is not None:
+        attach_input_resize(net, resize)
     changes = Changes()
     after = net.state_dict()
     for key, value in after.items():
@@ -115,6 +111,16 @@ def adapt_convolutionize(model, spec, *, input_size: int, pool: str = "avg"):
 
 
 # -- create -----------------------------------------------------------------------------------------
+def stem_step(stem: str, kernel_resize: str, adapter_options: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The (role, params) of the stem adapter ``stem`` needs: ``small`` and ``small-up2`` (the stem's
+    strides only, input upsampled 2x); ``keep`` and ``resize`` change no stem."""
+    if stem == "small":
+        return "stem-small", {"kernel_resize": kernel_resize}
+    if stem == "small-up2":
+        return "stem-up2", {"kernel_resize": kernel_resize, "mode": adapter_options.get("resize_mode", "bicubic")}
+    return None
+
+
 def _wnid_list(wnids) -> list[str] | None:
     from tinyzoo.wordnet import read_wnids, validate_wnids
 
@@ -188,7 +194,8 @@ def _resolve_head(spec, classes, wnids, head_init, loaded, classifier_size):
         if wnids is None and classes == classifier_size:
             return "keep", None, f"head: kept ({classes} classes, as the weights have)"
         if wnids and not pretrained_imagenet_head:
-            why = "weights 'none'" if loaded.state_dict is None else f"a {classifier_size}-way head, not ImageNet-1k"
+            why = "weights 'none'" if loaded.state_dict is None else (
+                "headless weights" if classifier_size == 0 else f"a {classifier_size}-way head, not ImageNet-1k")
             return "random", None, f"head: random (Kaiming normal): {why}"
         if wnids:
             missing = missing_from_imagenet(wnids)
@@ -203,7 +210,8 @@ def _resolve_head(spec, classes, wnids, head_init, loaded, classifier_size):
     if loaded.state_dict is None:
         raise TinyzooError("head_init='wnid' needs pretrained weights with an ImageNet-1k head; weights are 'none' (use head_init='random')")
     if classifier_size != IMAGENET_CLASSES:
-        raise TinyzooError(f"head_init='wnid' needs an ImageNet-1k (1000-way) head; {spec.name!r} has a {classifier_size}-way head")
+        has = "no head (its weights are headless)" if classifier_size == 0 else f"a {classifier_size}-way head"
+        raise TinyzooError(f"head_init='wnid' needs an ImageNet-1k (1000-way) head; {spec.name!r} has {has}")
     return "wnid", imagenet_indices(wnids), "head: wnid (pretrained ImageNet-1k rows for the given wnids)"
 
 
@@ -222,8 +230,9 @@ def create(
 ):
     """The architecture ``name`` adapted to Tiny ImageNet, as an ``nn.Module`` in eval mode.
 
-    - ``stem``: ``keep``, ``small`` (the interior geometry kept for 56x56 input) or ``resize``
-      (input upsampled to the native size); each architecture lists the stems it supports.
+    - ``stem``: ``keep``, ``small`` (the interior geometry kept for 56x56 input), ``small-up2``
+      (only the stem's strides removed, the input upsampled 2x) or ``resize`` (input upsampled
+      to the native size); each architecture lists the stems it supports.
     - ``classes``: the head's size (default ``len(wnids)``, else 200); ``wnids``: a
       ``wnids.txt`` path or a list of WordNet ids, in output order.
     - ``head_init``: ``wnid`` (the pretrained head's ImageNet-1k rows), ``random`` (Kaiming
@@ -279,8 +288,9 @@ def create(
 
     init, rows, head_note = _resolve_head(spec, classes, wnid_list, head_init, loaded, classifier_size) if spec.classifier else ("keep", None, "")
     plan: list[tuple[str, dict[str, Any]]] = []
-    if stem == "small":
-        plan.append(("stem-small", {"kernel_resize": kernel_resize}))
+    step = stem_step(stem, kernel_resize, adapter_options)
+    if step:
+        plan.append(step)
     aux = adapter_options.get("aux", "adapt")
     if spec.classifier and (init != "keep" or spec.aux_classifiers):
         plan.append(("head", {"classes": classes, "init": init, "rows": rows, "aux": aux}))
@@ -575,7 +585,7 @@ def restem(model, stem: str, *, kernel_resize: str = "bicubic"):
     current = config.get("stem", "keep")
     if current == stem:
         return model
-    if current == "small" or stem == "resize":
+    if current.startswith("small") or stem == "resize":
         raise TinyzooError(f"restem goes from resize or keep to small, or from resize to keep; not {current!r} -> {stem!r}")
     if config.get("convolutionize"):
         raise TinyzooError("restem cannot change the stem of a convolutionized model: its first FC kernel is sized for the old geometry")
@@ -588,9 +598,9 @@ def restem(model, stem: str, *, kernel_resize: str = "bicubic"):
     remove_resize(model)
     input_size = spec.input_size
     notes = []
-    if stem == "small":
-        adapter = find_adapter("stem-small", spec.family)
-        params = {"kernel_resize": kernel_resize}
+    step = stem_step(stem, kernel_resize, {})
+    if step:
+        adapter, params = find_adapter(step[0], spec.family), step[1]
         with torch.no_grad():
             model, changes = run_adapter(adapter, model, spec, params)
         tracker.apply(adapter.name, changes, model.state_dict())

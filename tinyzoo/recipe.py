@@ -29,7 +29,7 @@ else:  # Python 3.10
     import tomli as tomllib
 
 # The allowed values of each enumerated field; the dataclasses below use these aliases.
-StemMode = Literal["keep", "small", "resize"]
+StemMode = Literal["keep", "small", "small-up2", "resize"]
 HeadInit = Literal["wnid", "random"]
 KernelResize = Literal["bicubic", "pi"]
 OptimizerName = Literal["sgd", "adam", "adamw"]
@@ -73,7 +73,7 @@ class ModelConfig:
     """The network and how it is adapted (the arguments of ``tinyzoo.create``)."""
 
     arch: str = _f(doc="registered architecture name, or timm:<model>")
-    stem: StemMode = _f("keep", "stem adapter: keep the native stem, small (3x3/1 for 56x56 crops), or resize (upsample the input)")
+    stem: StemMode = _f("keep", "stem adapter: keep the native stem, small (native interior sizes at 56x56), small-up2 (the stem's strides only, input upsampled 2x), or resize (upsample the input)")
     classes: int = _f(200, "number of output classes", min=1)
     head_init: HeadInit | None = _f(None, "new head: wnid (the pretrained head's rows for the classes) or random (Kaiming); unset = wnid where possible")
     kernel_resize: KernelResize = _f("bicubic", "how the first conv's kernels are resampled for stem small: bicubic (Kim) or pi (pseudo-inverse, FlexiViT)")

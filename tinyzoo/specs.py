@@ -15,7 +15,8 @@ from typing import Any
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-STEM_MODES = ("keep", "small", "resize")
+# small-up2: only the stem's strides removed, the input upsampled 2x (tinyzoo.surgery.timm_geometry).
+STEM_MODES = ("keep", "small", "small-up2", "resize")
 SOURCES = ("timm", "torchvision", "tinyzoo")
 
 

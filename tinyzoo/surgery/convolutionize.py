@@ -349,6 +349,8 @@ class ConvolutionizedNet(nn.Module):
             raise TinyzooError(f"unknown score-map pooling {pool!r}; choose one of: {', '.join(POOLS)}")
         for name, layer in layers.items():
             self.add_module(name, layer)
+        # The chain is fixed here: a module added later (``input_resize``, run by a pre-hook) is not a layer of it.
+        self.chain = tuple(layers)
         self.pool = pool
         self.input_size = input_size
         self.head_start = head_start
@@ -371,11 +373,15 @@ class ConvolutionizedNet(nn.Module):
         height, width = x.shape[-2:]
         if self.min_input_size and (height < self.min_input_size[0] or width < self.min_input_size[1]):
             raise self._too_small(height, width)
-        for name, layer in self.named_children():
+        for name, layer in self.layers():
             if name == self.head_start and (x.shape[-2] < self.head_needs[0] or x.shape[-1] < self.head_needs[1]):
                 raise self._too_small(height, width, tuple(x.shape[-2:]))
             x = layer(x)
         return x
+
+    def layers(self) -> list[tuple[str, nn.Module]]:
+        """The chain's ``(name, layer)`` pairs, in order."""
+        return [(name, getattr(self, name)) for name in self.chain]
 
     def forward(self, x: Tensor) -> Tensor:
         """Class scores ``(B, C)``: the score map averaged (or maxed) over its positions."""
@@ -389,7 +395,7 @@ class ConvolutionizedNet(nn.Module):
 def _trunk_map_size(net: ConvolutionizedNet, size: tuple[int, int], channels: int) -> tuple[int, int] | None:
     """The map size entering ``net.head_start`` for an input of ``size``, computed on the meta device."""
     trunk = OrderedDict()
-    for name, layer in net.named_children():
+    for name, layer in net.layers():
         if name == net.head_start:
             break
         trunk[name] = layer

@@ -24,6 +24,13 @@ Two methods, for a weight of shape ``(out, in, kh, kw)`` going to ``(out, in, nh
 
     The filter's response to a resized patch therefore equals the old filter's response to the
     original patch; ``rescale`` has no meaning here and is ignored.
+
+Down to ``1 x 1`` (a 4x4/4 patchify stem made 1x1/1) both methods give the **sum over the
+patch**: a single tap keeps no shape, only the response to flat input. For ``pi`` that is the
+pseudo-inverse of the area (box) resize, whose row space is the constant patch, so the
+response to a constant patch is exact; for ``bicubic`` it is the patch mean times the area
+ratio (the mean alone with ``rescale=False``). Bicubic interpolation to one pixel would
+sample only the patch centre.
 """
 
 from __future__ import annotations
@@ -168,6 +175,11 @@ def resample_kernel(
     kh, kw = weight.shape[-2:]
     nh, nw = new_size
     source = weight.detach()
+    if (nh, nw) == (1, 1):
+        # One tap: the box resize (the patch mean); its pseudo-inverse and the rescaled mean are the sum.
+        scale = float(kh * kw) if method == "pi" or rescale else 1.0
+        new = (source.double().mean(dim=(-2, -1), keepdim=True) * scale).to(weight.dtype)
+        return new, kernel_stats(source, new, method, scale if method == "bicubic" else 1.0)
     if method == "bicubic":
         # Half precision has no CPU bicubic kernel everywhere; float32 is exact enough.
         work = source if source.dtype in (torch.float32, torch.float64) else source.float()

@@ -11,8 +11,12 @@ trained on. One adapter per family (the table of ``docs/adapters.md``):
 - VGG: the first two max-pools removed (no kernel changes): 56 ... 7;
 - Inception-v3: every stride of the stem set to 1 (no kernel changes): 46/22/10 at 56 input
   against 35/17/8 at 299, the closest whole-stride geometry that still feeds the auxiliary head;
-- timm ViT: patches 16 -> 4 (patch embedding resampled), 14x14 tokens at 56: position
-  embeddings unchanged.
+- SqueezeNet 1.1: 3x3/2 first conv -> 3x3/1 (unpadded, as it was), first max-pool removed:
+  54 after the stem (native 55), then 27 and 13 as at 224.
+
+``timm:<name>`` specs name no stem layers; for them the ResNet/DenseNet and VGG adapters apply
+the generic rule of :mod:`tinyzoo.surgery.timm_geometry` (which covers ``resnetrs*`` and
+``resnetblur*`` stems too), and transformers go through :mod:`tinyzoo.surgery.patch_stem`.
 
 Every adapter here takes ``(model, spec, *, kernel_resize)`` and returns the model (changed in
 place) and a :class:`~tinyzoo.adapt_report.Changes`. Layer names come from the spec.
@@ -27,8 +31,8 @@ from tinyzoo.errors import TinyzooError
 from tinyzoo.surgery.head import get_module, set_module
 
 SMALL_INPUT = 56
-# Stem pools of timm's own models, for timm:<name> specs (the catalog names only first_conv/classifier).
-TIMM_STEM_POOLS = {"resnet": ("maxpool",), "densenet": ("features.pool0",), "inception": ("Pool1", "Pool2")}
+# Stem pools of timm's Inception-v3, for the timm:inception_v3 spec (the catalog names only first_conv/classifier).
+TIMM_STEM_POOLS = {"inception": ("Pool1", "Pool2")}
 
 
 def resampled_conv(
@@ -83,9 +87,6 @@ def replace_first_conv(
 def stem_pools(model: nn.Module, spec, count: int | None = None) -> tuple[str, ...]:
     """The spec's stem pools, or timm's names for the family when a timm:<name> spec has none."""
     paths = tuple(spec.stem_pools) or TIMM_STEM_POOLS.get(spec.family, ())
-    if not paths and spec.family == "vgg":
-        # timm VGG variants differ in depth; their stem is the first two blocks, each ending in a max-pool.
-        paths = tuple(n for n, m in model.named_modules() if isinstance(m, nn.MaxPool2d))[:2]
     if count is not None:
         paths = paths[:count]
     for path in paths:
@@ -113,7 +114,12 @@ def _conv_stem(model, spec, kernel_resize, *, keep_pools: bool) -> tuple[nn.Modu
 
 
 def small_stem_resnet(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
-    """ResNet/ResNeXt/WRN/DenseNet: 3x3/1 first conv resampled from the 7x7/2, stem max-pool removed."""
+    """ResNet/ResNeXt/WRN/DenseNet: 3x3/1 first conv resampled from the 7x7/2, stem max-pool removed.
+    A ``timm:<name>`` spec (no stem pools named) gets the generic timm rule instead."""
+    if not spec.stem_pools:
+        from tinyzoo.surgery.timm_geometry import small_stem_timm
+
+        return small_stem_timm(model, spec, kernel_resize=kernel_resize)
     return _conv_stem(model, spec, kernel_resize, keep_pools=False)
 
 
@@ -128,7 +134,12 @@ def small_stem_alexnet(model: nn.Module, spec, *, kernel_resize: str = "bicubic"
 
 
 def small_stem_vgg(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
-    """VGG: the first two max-pools removed; 56x56 input then reaches the first FC at 7x7."""
+    """VGG: the first two max-pools removed; 56x56 input then reaches the first FC at 7x7.
+    A ``timm:<name>`` spec (no stem pools named) gets the generic timm rule, which does the same."""
+    if not spec.stem_pools:
+        from tinyzoo.surgery.timm_geometry import small_stem_timm
+
+        return small_stem_timm(model, spec, kernel_resize=kernel_resize)
     changes = Changes(input_size=SMALL_INPUT)
     remove_pools(model, stem_pools(model, spec, 2), changes)
     return model, changes
@@ -152,36 +163,12 @@ def small_stem_inception(model: nn.Module, spec, *, kernel_resize: str = "bicubi
     return model, changes
 
 
-def small_stem_vit(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
-    """timm ViT: patches shrunk so 56x56 input gives the native token grid (16 -> 4 at 224).
-
-    The patch embedding is resampled (``pi`` is the FlexiViT choice); position embeddings are
-    untouched. Other input sizes work too: the model is switched to timm's dynamic image size,
-    which interpolates the position embeddings for grids other than the native one.
-    """
-    from timm.layers import Format
-
+def small_stem_squeezenet(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
+    """SqueezeNet 1.1: the 3x3/2 first conv at stride 1 (unpadded, kernel kept) and the first max-pool
+    removed: 56 px input gives 54 after the stem (native 55), then 27 and 13 as 224 px does."""
     changes = Changes(input_size=SMALL_INPUT)
-    embed = getattr(model, "patch_embed", None)
-    if embed is None or not isinstance(getattr(embed, "proj", None), nn.Conv2d):
-        raise TinyzooError(f"{spec.name!r} has no timm patch_embed.proj convolution; stem small for ViTs needs one")
-    grid = tuple(embed.grid_size)
-    if grid[0] != grid[1] or SMALL_INPUT % grid[0]:
-        raise TinyzooError(
-            f"{spec.name!r} has a {grid[0]}x{grid[1]} token grid; {SMALL_INPUT} px input cannot keep it with whole-pixel patches "
-            f"(works when {SMALL_INPUT} is a multiple of the grid, e.g. patch 16 at 224)"
-        )
-    patch = SMALL_INPUT // grid[0]
-    path = spec.first_conv or "patch_embed.proj"
-    replace_first_conv(model, path, patch, patch, 0, kernel_resize, changes)
-    embed.patch_size = (patch, patch)
-    embed.img_size, embed.grid_size, embed.num_patches = (SMALL_INPUT, SMALL_INPUT), grid, grid[0] * grid[1]
-    # Dynamic size: 64x64 input gives 16x16 tokens with interpolated position embeddings.
-    embed.strict_img_size = False
-    embed.flatten = False
-    embed.output_fmt = Format.NHWC
-    model.dynamic_img_size = True
-    changes.note(f"patches {patch}x{patch}: {grid[0]}x{grid[1]} tokens at {SMALL_INPUT} px, position embeddings unchanged")
+    replace_first_conv(model, spec.first_conv, 3, 1, 0, kernel_resize, changes)
+    remove_pools(model, stem_pools(model, spec, 1), changes)
     return model, changes
 
 
