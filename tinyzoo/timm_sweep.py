@@ -20,7 +20,6 @@ from tinyzoo.errors import TinyzooError
 
 TRIED_STEMS = ("small", "small-up2")
 CLASSES = 200
-CHECK_SIZES = (56, 64)
 
 
 @dataclass
@@ -30,6 +29,7 @@ class StemResult:
     stem: str
     ok: bool
     reason: str = ""
+    error: str = ""  # the exception's class when refused: TinyzooError, or a torch error the sweep caught
     sizes: list = field(default_factory=list)
     macs: int | None = None
     notes: list = field(default_factory=list)
@@ -119,9 +119,17 @@ def target_stages(model) -> list[dict]:
     return stages[first:]
 
 
-def stage_sides(model, size: int, stages: list[dict]) -> list:
-    """The side of each of ``stages``' outputs for one ``size`` px input (meta device)."""
-    from tinyzoo.surgery.head import get_module
+def _sides(shapes: dict, stages: list[dict], prefix: int) -> list:
+    sides = []
+    for s in stages:
+        shape = shapes.get(s["module"])
+        sides.append(None if shape is None else (_side(shape, s.get("num_chs"), prefix) or _side(shape, s.get("num_chs"), 0)))
+    return sides
+
+
+def stage_sides(model, size: int, stages: list[dict], classes: int | None = None) -> list:
+    """The side of each of ``stages``' outputs for one ``size`` px input (meta device); with
+    ``classes``, the logits are checked to be ``(1, classes)`` in the same pass."""
     from tinyzoo.surgery.timm_geometry import meta_forward
 
     shapes: dict[str, tuple[int, ...]] = {}
@@ -133,37 +141,32 @@ def stage_sides(model, size: int, stages: list[dict]) -> list:
                 shapes.setdefault(name, tuple(out.shape))
         return hook
 
-    hooks = [(get_module(model, s["module"], "feature_info module"), None, record(s["module"])) for s in stages]
-    meta_forward(model, size, hooks)
-    prefix = int(getattr(model, "num_prefix_tokens", 0) or 0)
-    sides = []
-    for s in stages:
-        shape = shapes.get(s["module"])
-        sides.append(None if shape is None else (_side(shape, s.get("num_chs"), prefix) or _side(shape, s.get("num_chs"), 0)))
-    return sides
+    hooks = [(model.get_submodule(s["module"]), None, record(s["module"])) for s in stages]
+    out = meta_forward(model, size, hooks)
+    if classes is not None:
+        _check_logits(out, size, classes)
+    return _sides(shapes, stages, int(getattr(model, "num_prefix_tokens", 0) or 0))
 
 
-def _logits_ok(model, sizes=CHECK_SIZES, classes: int = CLASSES) -> None:
-    from tinyzoo.surgery.timm_geometry import meta_forward
-
-    for size in sizes:
-        out = meta_forward(model, size)
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, classes):
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise TinyzooError(f"gives {got} at {size} px, not (1, {classes})")
+def _check_logits(out, size: int, classes: int) -> None:
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise TinyzooError(f"gives {got} at {size} px, not (1, {classes})")
 
 
 def try_stem(spec, stem: str, stages: list[dict], *, with_macs: bool = False) -> StemResult:
     """``stem`` on ``spec``: adapted on the meta device, logits checked at 56 and 64 px, the sizes
     of ``stages`` (the native model's, by module name) at 56 px."""
+    from tinyzoo.surgery.timm_geometry import meta_forward
+
     try:
         model, notes = adapt_meta(spec, stem)
-        _logits_ok(model)
-        sides = stage_sides(model, 56, stages)
+        sides = stage_sides(model, 56, stages, CLASSES)
+        _check_logits(meta_forward(model, 64), 64, CLASSES)
     except TinyzooError as exc:
-        return StemResult(stem, False, str(exc))
+        return StemResult(stem, False, str(exc), error=type(exc).__name__)
     except Exception as exc:  # a torch error: the sweep records it; the catalog will not list the stem
-        return StemResult(stem, False, f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+        return StemResult(stem, False, f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}", error=type(exc).__name__)
     return StemResult(stem, True, sizes=sides, macs=macs(model, 56) if with_macs else None, notes=notes)
 
 

@@ -14,6 +14,15 @@ def best_result(spec):
     return max(scored, key=lambda r: r.val_top1) if scored else None
 
 
+def no_match_message(pattern: str | None) -> str:
+    """What ``tinyzoo list PATTERN`` says when nothing matches: where timm's models are."""
+    if not pattern:
+        return "no architectures registered (see `tinyzoo plugins`)"
+    if pattern.startswith("timm:"):
+        return f"no timm model matches {pattern[len('timm:'):]!r}"
+    return f"no architecture matches {pattern!r}; timm's models are listed with a timm: prefix: tinyzoo list 'timm:{pattern}'"
+
+
 @click.command("list")
 @click.argument("pattern", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of full specs.")
@@ -27,7 +36,7 @@ def list_command(pattern: str | None, as_json: bool) -> None:
         print_json([s.to_dict() for s in specs])
         return
     if not specs:
-        click.echo(f"no architecture matches {pattern!r}" if pattern else "no architectures registered (see `tinyzoo plugins`)", err=True)
+        click.echo(no_match_message(pattern), err=True)
         return
     rows = []
     for s in specs:

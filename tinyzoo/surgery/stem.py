@@ -172,28 +172,20 @@ def small_stem_squeezenet(model: nn.Module, spec, *, kernel_resize: str = "bicub
     return model, changes
 
 
-def stage_sizes(model: nn.Module, stages, input_size: int, *, channels: int = 3) -> dict[str, tuple[int, ...]]:
+def stage_sizes(model: nn.Module, stages, input_size: int) -> dict[str, tuple[int, ...]]:
     """The output shape (without batch) of each module named in ``stages`` for one
     ``input_size`` x ``input_size`` input, computed on the meta device (no arithmetic, no copy
     of the model). Used by the geometry tests and docs/make_geometry_figure.py.
     """
-    import torch
+    from tinyzoo.surgery.timm_geometry import meta_forward
 
     found: dict[str, tuple[int, ...]] = {}
-    handles = []
 
     def hook(name):
         def record(module, args, output):
             found.setdefault(name, tuple(output.shape[1:]))
         return record
 
-    for name in stages:
-        handles.append(get_module(model, name, "stages").register_forward_hook(hook(name)))
-    tensors = {k: torch.empty_like(v, device="meta") for k, v in model.state_dict(keep_vars=True).items()}
-    try:
-        with torch.no_grad():
-            torch.func.functional_call(model, tensors, (torch.empty(1, channels, input_size, input_size, device="meta"),))
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooks = [(get_module(model, name, "stages"), None, hook(name)) for name in stages]
+    meta_forward(model, input_size, hooks)
     return {name: found[name] for name in stages if name in found}

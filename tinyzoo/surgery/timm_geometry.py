@@ -440,8 +440,8 @@ def apply_geometry(model: nn.Module, spec, method: str, *, stem_only: bool, what
     plan = plan_geometry(model, spec, stages, stem_only=stem_only)
     if stem_only and plan.stem_reduction != 2:
         raise TinyzooError(
-            f"stem small-up2 is for networks whose stem (before {plan.target!r}) reduces 2x; "
-            f"{spec.name!r}'s reduces {plan.stem_reduction}x: use stem small"
+            f"stem small-up2 is for networks whose stem reduces 2x before the first stride-4 stage; "
+            f"{spec.name} reduces {plan.stem_reduction}x before {plan.target!r}: use stem small"
         )
     inner = plan.inner = SMALL_INPUT * (REMOVED_REDUCTION // plan.stem_reduction if stem_only else 1)
     before = layer_states(model, plan.native_trace.inputs)
