@@ -34,6 +34,7 @@ def test_wheel_carries_plugins_and_recipes(tmp_path):
             assert f"tinyzoo_recipes/{path.relative_to(REPO / 'recipes').as_posix()}" in names
     for path in (REPO / "tinyzoo").rglob("*.py"):
         assert f"tinyzoo/{path.relative_to(REPO / 'tinyzoo').as_posix()}" in names, path
+    assert "tinyzoo/timm_coverage.json" in names  # the timm catalog lists stems from it
 
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,38 @@ def test_spec_matches_the_built_network(name):
         assert isinstance(_module(model, path), (nn.MaxPool2d, nn.AvgPool2d)), path
     assert spec.input_size in (56, 64, 224, 299)
     assert "keep" in spec.stems
+
+
+def test_list_without_a_match_points_to_timm_as_docs_cli_shows(cli):
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    shown = docs[docs.index("$ tinyzoo list 'beit*'\n") + len("$ tinyzoo list 'beit*'\n"):].split("\n```")[0]
+    result = cli("list", "beit*")
+    assert result.returncode == 0 and result.stdout == ""
+    assert result.stderr == shown + "\n"
+    assert shown == "no architecture matches 'beit*'; timm's models are listed with a timm: prefix: tinyzoo list 'timm:beit*'"
+    assert cli("list", "timm:no_such_model*").stderr == "no timm model matches 'no_such_model*'\n"
+
+
+def test_modern_networks_are_listed_with_timms_default_weights_and_layers():
+    import torch
+    from timm.models import get_pretrained_cfg
+
+    from tinyzoo.builders import build
+
+    modern = [s for s in get_registry().architectures.values() if s.report == "literature" or s.name in MODERN]
+    assert {s.name for s in modern} == set(MODERN)
+    for spec in modern:
+        cfg = get_pretrained_cfg(spec.name)
+        assert spec.weights == f"hf-hub:{cfg.hf_hub_id}" and spec.num_classes == cfg.num_classes
+        assert (spec.mean, spec.std, spec.input_size) == (tuple(cfg.mean), tuple(cfg.std), cfg.input_size[-1])
+        assert spec.first_conv == cfg.first_conv and spec.classifier == cfg.classifier
+        with torch.device("meta"):
+            model = build(spec)
+        assert sum(p.numel() for p in model.parameters()) == spec.params
+        assert "small" in spec.stems
+
+
+MODERN = (
+    "convnext_tiny", "efficientnet_b0", "tf_efficientnet_lite0", "swin_tiny_patch4_window7_224", "deit_small_patch16_224",
+    "deit_base_patch16_224", "vit_base_patch16_224", "eva02_tiny_patch14_224", "vit_small_patch14_dinov2",
+)

@@ -23,6 +23,8 @@ from tinyzoo.timm_catalog import coverage, timm_spec
 from tinyzoo.timm_sweep import adapt_meta, build_meta, stage_sides, target_stages, try_stem
 from tinyzoo.weights import LoadedWeights
 
+from conftest import REPO
+
 logging.getLogger("timm").setLevel(logging.ERROR)  # timm's notes on resampled embeddings
 
 MODULES = coverage()["modules"]
@@ -86,6 +88,8 @@ def test_resnetrs_and_resnetblur_get_the_rule_with_the_nearest_sizes_reported():
         "stem small (timm feature_info rule, up to layer1): conv1.0 3x3/2 -> 3x3/1; maxpool.0 3x3/2 -> 3x3/1",
         "stage sizes 56/28/14/7 at 56 px, the nearest whole strides give (native 40/20/10/5 at 160 px)",
     ]
+    docs = (REPO / "docs" / "adapters.md").read_text()
+    assert "\n".join(notes[:2]) in docs  # the example docs/adapters.md shows
     model, notes = adapt_meta(timm_spec("resnetblur18"), "small")
     assert notes[:2] == [
         "stem small (timm feature_info rule, up to layer1): conv1 7x7/2 -> 3x3/1; maxpool.1 BlurPool2d /2 -> dropped",
@@ -266,3 +270,14 @@ def test_headless_weights_get_a_new_head():
     with pytest.raises(TinyzooError) as error:
         tinyzoo.create(name, head_init="wnid", wnids=WNIDS, weights=loaded)
     assert str(error.value) == f"head_init='wnid' needs an ImageNet-1k (1000-way) head; '{name}' has no head (its weights are headless)"
+
+
+def test_restem_goes_from_resize_to_small_up2():
+    from tinyzoo.adapt import restem
+
+    model = tinyzoo.create("timm:tf_efficientnet_lite0", stem="resize", weights=placeholder("timm:tf_efficientnet_lite0"))
+    restem(model, "small-up2")
+    assert isinstance(model.input_resize, InputUpsample) and model.conv_stem.stride == (1, 1)
+    assert [a["name"] for a in model.tinyzoo_config["adapters"]] == ["stem-up2-timm", "head"]
+    assert model.tinyzoo_config["stem"] == "small-up2" and model.tinyzoo_config["input_size"] == 56
+    assert tuple(meta_forward(model, 64).shape) == (1, 200)
