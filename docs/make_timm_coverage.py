@@ -27,6 +27,7 @@ from pathlib import Path
 
 import timm
 
+from tinyzoo.surgery.timm_geometry import sizes_text
 from tinyzoo.timm_catalog import COVERAGE_FILE
 from tinyzoo.timm_sweep import measure
 
@@ -61,19 +62,6 @@ MODELS = {
     "vitamin": "vitamin_small_224", "volo": "volo_d1_224", "vovnet": "ese_vovnet19b_dw", "xception": "legacy_xception",
     "xception_aligned": "xception41", "xcit": "xcit_nano_12_p16_224",
 }
-
-
-def sizes_text(sizes) -> str:
-    """``56/28/14/7``, runs of one size written once (a ViT's 12 blocks of 14x14 tokens: ``14 (x12)``)."""
-    if not sizes:
-        return "-"
-    runs: list[list] = []
-    for size in sizes:
-        if runs and runs[-1][0] == size:
-            runs[-1][1] += 1
-        else:
-            runs.append([size, 1])
-    return "/".join(("?" if s is None else str(s)) + (f" (x{n})" if n > 1 else "") for s, n in runs)
 
 
 def giga(value) -> str:

@@ -215,10 +215,11 @@ def test_a_grid_that_changes_resamples_the_position_embeddings_and_says_so():
     assert notes[-1] == "patches 2x2: 28x28 tokens at 56 px (nearest to the native 37x37); resampled by timm set_input_size: pos_embed"
 
 
-def test_fixed_size_transformers_resize_64_px_to_56():
-    model, notes = adapt_meta(timm_spec("cait_xxs24_224"), "small")
+@pytest.mark.parametrize("name", ["cait_xxs24_224", "beit_base_patch16_224", "mixer_b16_224"])
+def test_fixed_size_transformers_resize_64_px_to_56(name):
+    model, notes = adapt_meta(timm_spec(name), "small")
     assert isinstance(model.input_resize, InputResize) and model.input_resize.size == 56
-    assert "timm:cait_xxs24_224 has layers fixed to one input size: other input sizes (64 px) are resized to 56 px first" in notes
+    assert f"timm:{name} has layers fixed to one input size: other input sizes (64 px) are resized to 56 px first" in notes
 
 
 def test_swin_windows_that_do_not_tile_the_grid_are_refused():

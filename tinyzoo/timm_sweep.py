@@ -11,7 +11,6 @@ the ``timm:`` catalog reads to list only stems that work.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -100,18 +99,6 @@ def macs(model, size: int) -> int | None:
     return int(counter.get_total_flops() // 2)
 
 
-def _side(shape: tuple[int, ...], channels: int | None, prefix: int) -> int | None:
-    """A stage output's spatial side: NCHW or NHWC maps, or a transformer's (tokens, C) grid."""
-    if len(shape) == 4:
-        if channels is not None and shape[1] != channels and shape[-1] == channels:
-            return shape[1]
-        return shape[2]
-    if len(shape) == 3:
-        side = math.isqrt(max(shape[1] - prefix, 0))
-        return side if side * side == shape[1] - prefix else None
-    return None
-
-
 def target_stages(model) -> list[dict]:
     """``feature_info`` from the first stage whose reduction is 4 or more: the stages the rule keeps."""
     stages = [dict(s) for s in getattr(model, "feature_info", None) or []]
@@ -119,33 +106,24 @@ def target_stages(model) -> list[dict]:
     return stages[first:]
 
 
-def _sides(shapes: dict, stages: list[dict], prefix: int) -> list:
-    sides = []
-    for s in stages:
-        shape = shapes.get(s["module"])
-        sides.append(None if shape is None else (_side(shape, s.get("num_chs"), prefix) or _side(shape, s.get("num_chs"), 0)))
-    return sides
-
-
 def stage_sides(model, size: int, stages: list[dict], classes: int | None = None) -> list:
     """The side of each of ``stages``' outputs for one ``size`` px input (meta device); with
     ``classes``, the logits are checked to be ``(1, classes)`` in the same pass."""
-    from tinyzoo.surgery.timm_geometry import meta_forward
+    from tinyzoo.surgery.timm_geometry import meta_forward, output_side
 
-    shapes: dict[str, tuple[int, ...]] = {}
+    prefix = int(getattr(model, "num_prefix_tokens", 0) or 0)
+    sides: dict[str, int | None] = {}
 
-    def record(name):
+    def record(stage):
         def hook(module, args, output):
-            out = output[0] if isinstance(output, (tuple, list)) else output
-            if isinstance(out, torch.Tensor):
-                shapes.setdefault(name, tuple(out.shape))
+            sides.setdefault(stage["module"], output_side(output, stage.get("num_chs"), prefix))
         return hook
 
-    hooks = [(model.get_submodule(s["module"]), None, record(s["module"])) for s in stages]
+    hooks = [(model.get_submodule(s["module"]), None, record(s)) for s in stages]
     out = meta_forward(model, size, hooks)
     if classes is not None:
         _check_logits(out, size, classes)
-    return _sides(shapes, stages, int(getattr(model, "num_prefix_tokens", 0) or 0))
+    return [sides.get(s["module"]) for s in stages]
 
 
 def _check_logits(out, size: int, classes: int) -> None:

@@ -74,25 +74,31 @@ def _declare_resized(changes: Changes, before: dict, after: dict, proj_key: str)
     return keys
 
 
-def _check_windows(model: nn.Module, name: str, grid: int) -> str:
-    """Swin: each stage's window must tile its grid (refused otherwise); returns the windows as text."""
-    layers = getattr(model, "layers", None)
-    windows = []
-    for index, stage in enumerate(layers or ()):
+def _windows(model: nn.Module) -> list[tuple[int, int]]:
+    """Swin: each stage's ``(window, grid)`` sides, read from its first block (empty for other models)."""
+    found = []
+    for stage in getattr(model, "layers", None) or ():
         block = next(iter(getattr(stage, "blocks", ())), None)
-        window = getattr(block, "window_size", None)
-        if window is None:
-            continue
-        side = window[0] if isinstance(window, (tuple, list)) else window
-        stage_grid = getattr(block, "input_resolution", None) or (grid >> max(index, 0),)
-        stage_side = stage_grid[0]
-        if stage_side % side:
+        window, grid = getattr(block, "window_size", None), getattr(block, "input_resolution", None)
+        if window is not None and grid is not None:
+            found.append((_side(window), _side(grid)))
+    return found
+
+
+def _side(value) -> int:
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+def _check_windows(name: str, before: list, after: list) -> str:
+    """Each stage's window must tile its grid (refused otherwise); returns the windows as a note."""
+    for index, (window, grid) in enumerate(after):
+        if grid % window:
             raise TinyzooError(
-                f"stem small cannot adapt {name!r}: its {side}x{side} windows do not tile stage {index}'s "
-                f"{stage_side}x{stage_side} grid at {SMALL_INPUT} px"
+                f"stem small cannot adapt {name!r}: its {window}x{window} windows do not tile stage {index}'s "
+                f"{grid}x{grid} grid at {SMALL_INPUT} px"
             )
-        windows.append(str(side))
-    return f", windows {'/'.join(windows)}" if windows else ""
+    old, new = "/".join(str(w) for w, _ in before), "/".join(str(w) for w, _ in after)
+    return "" if not after else f", windows {new}" if old == new else f", windows {old} -> {new}"
 
 
 def _set_input_size(model: nn.Module, embed, spec, grid: int, patch: int) -> None:
@@ -125,7 +131,7 @@ def small_stem_patch(model: nn.Module, spec, *, kernel_resize: str = "bicubic") 
     patch = nearest_patch(grid, kernel)
     new_grid = SMALL_INPUT // patch
     conv, stats = resampled_conv(proj, patch, patch, 0, kernel_resize)
-    before = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    before, windows = {k: tuple(v.shape) for k, v in model.state_dict().items()}, _windows(model)
     _set_input_size(model, embed, spec, grid, patch)
     key = "patch_embed.proj"
     embed.proj.weight = conv.weight  # timm resampled it its own way; the report's method decides
@@ -133,7 +139,7 @@ def small_stem_patch(model: nn.Module, spec, *, kernel_resize: str = "bicubic") 
     detail = f"{kernel}x{kernel}/{kernel} -> {patch}x{patch}/{patch}, {kernel_resize}" + (" (rescaled)" if kernel_resize == "bicubic" else "")
     changes.resample(f"{key}.weight", f"{key}.weight", detail, stats)
     resized = _declare_resized(changes, before, {k: tuple(v.shape) for k, v in model.state_dict().items()}, f"{key}.weight")
-    windows = _check_windows(model, spec.name, new_grid)
+    windows = _check_windows(spec.name, windows, _windows(model))
     guarded_trace(model, SMALL_INPUT, spec.name, "stem small")
     fit_other_sizes(model, spec, None, SMALL_INPUT, "stem small", changes)
     kept = "kept" if new_grid == grid else f"nearest to the native {grid}x{grid}"

@@ -17,10 +17,16 @@ per-family table:
    (ratio ``r`` < 1) and whose kernel is larger than 3 gets the kernel nearest ``k * r``
    (odd, at least 3), resampled by ``kernel_resize``: a 7x7 reading 56 instead of 224 becomes
    3x3, as Kim's ResNet stem.
-5. A last pass checks the result at 56 and 64 px and reports each stage's size against the
-   native one; where whole strides cannot give the native sizes (a 160 or 299 px network)
-   the sizes are the nearest and the note says so. A network the rule cannot change (a
-   downsampling that is not a layer, branches that no longer fit) is refused in one line.
+5. The result is checked at 56 and 64 px and each stage's size reported against the native
+   one; where whole strides cannot give the native sizes (a 160 or 299 px network) the sizes
+   are the nearest and the note says so. A network with layers fixed to one input size
+   (attention-bias or position tables) that runs at 56 but not at 64 px gets an input layer
+   resizing other sizes to 56. A network the rule cannot change (a downsampling that is not a
+   layer, branches that no longer fit) is refused in one line, never with a torch error.
+
+A patchify conv that is the ``proj`` of a timm ``PatchEmbed`` is told its new patch and input
+size through the embedding's own ``set_input_size``; a network whose stem is ``patch_embed``
+(ViT, Swin, ...) goes to :mod:`tinyzoo.surgery.patch_stem` instead.
 
 The **up-sampling variant** (``--stem small-up2``) removes only the stem's strides (those
 before the target stage starts) when they make 2x, and puts a 2x input upsampling in front:
@@ -123,7 +129,7 @@ class Trace:
     output) and whether it ran inside the target stage; each stage's output size."""
 
     inputs: dict[str, tuple[tuple[int, int], bool]] = field(default_factory=dict)
-    sizes: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+    sizes: dict[str, int | None] = field(default_factory=dict)
 
 
 def trace(model: nn.Module, size: int, target: str | None = None, stages=()) -> Trace:
@@ -140,11 +146,12 @@ def trace(model: nn.Module, size: int, target: str | None = None, stages=()) -> 
 
     def stage_hook(stage):
         def hook(module, args, output):
-            found.sizes.setdefault(stage["module"], _spatial(output, stage.get("num_chs")))
+            found.sizes.setdefault(stage["module"], output_side(output, stage.get("num_chs"), prefix))
             if stage["module"] == target:
                 state["done"] = True
         return hook
 
+    prefix = int(getattr(model, "num_prefix_tokens", 0) or 0)
     hooks = [(m, leaf_hook(n), None) for n, m in _leaves(model) if _kind(m) is not None]
     if target is not None:
         hooks.append((model.get_submodule(target), lambda m, a: state.update(inside=True), None))
@@ -214,6 +221,8 @@ def plan_geometry(model: nn.Module, spec, stages: list[dict], *, stem_only: bool
             listed = ", ".join(f"{m.name} (/{m.stride})" for m in members)
             raise TinyzooError(f"stem small cannot adapt {spec.name!r}: parallel layers reading {size[0]}x{size[1]} have different strides: {listed}")
         take = math.gcd(strides.pop(), need)
+        if take == 1:
+            continue  # a /7 patchify stem cannot lose 2x or 4x
         for member in members:
             plan.removed[member.name] = member.stride // take
         need //= take
@@ -250,7 +259,8 @@ def set_conv(conv: nn.Conv2d, kernel: int, stride: int, method: str) -> dict | N
         elif padding:
             padding = min(padding, (kernel - 1) // 2)
         conv.padding = (padding, padding)
-        conv._reversed_padding_repeated_twice = [padding] * 4
+        if conv.padding_mode != "zeros":  # torch pads these itself, from this list
+            conv._reversed_padding_repeated_twice = [padding] * 4
     conv.stride = (stride, stride)
     stats = None
     if kernel != old_kernel:
@@ -358,14 +368,34 @@ def shrink_kernels(model: nn.Module, plan: GeometryPlan, now: Trace, method: str
 
 
 # -- checking -------------------------------------------------------------------------------------------
-def _spatial(output, channels: int | None) -> tuple[int, int] | None:
+def output_side(output, channels: int | None, prefix: int = 0) -> int | None:
+    """A stage output's spatial side: an NCHW or NHWC map (told apart by ``channels``), or a
+    transformer's ``(tokens, C)`` grid less its ``prefix`` (class, register) tokens."""
     if isinstance(output, (tuple, list)) and output:
         output = output[0]
-    if not isinstance(output, torch.Tensor) or output.dim() != 4:
+    if not isinstance(output, torch.Tensor):
         return None
-    if channels is not None and output.shape[1] != channels and output.shape[-1] == channels:
-        return tuple(output.shape[1:3])  # NHWC (Swin-style stages)
-    return tuple(output.shape[-2:])
+    shape = tuple(output.shape[1:])
+    if len(shape) == 3:
+        nhwc = channels is not None and shape[0] != channels and shape[-1] == channels
+        return shape[0] if nhwc else shape[1]
+    if len(shape) == 2:
+        for extra in (prefix, 0):
+            side = math.isqrt(max(shape[0] - extra, 0))
+            if side and side * side == shape[0] - extra:
+                return side
+    return None
+
+
+def sizes_text(sizes) -> str:
+    """``56/28/14/7``; a run of one size written once (a ViT's 12 blocks of 14x14 tokens: ``14 (x12)``)."""
+    runs: list[list] = []
+    for size in sizes:
+        if runs and runs[-1][0] == size:
+            runs[-1][1] += 1
+        else:
+            runs.append([size, 1])
+    return "/".join(("?" if v is None else str(v)) + (f" (x{n})" if n > 1 else "") for v, n in runs) or "-"
 
 
 def guarded_trace(model: nn.Module, size: int, name: str, what: str, target: str | None = None, stages=()) -> Trace:
@@ -417,13 +447,13 @@ def fit_other_sizes(model: nn.Module, spec, layer: nn.Module | None, inner: int,
 
 
 def describe_sizes(native: dict, small: dict, native_size: int, size: int) -> str:
-    """``"56/28/14/7 at 56 px, as at 224 px"`` or the nearest sizes against the native ones."""
-    def text(sizes):
-        return "/".join("?" if v is None else (str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}") for v in sizes.values())
-
+    """``"stage sizes 56/28/14/7 at 56 px, as at 224 px"``, or the nearest sizes and the native ones."""
     if list(native.values()) == list(small.values()):
-        return f"stage sizes {text(small)} at {size} px, as at {native_size} px"
-    return f"stage sizes {text(small)} at {size} px, the nearest whole strides give (native {text(native)} at {native_size} px)"
+        return f"stage sizes {sizes_text(small.values())} at {size} px, as at {native_size} px"
+    return (
+        f"stage sizes {sizes_text(small.values())} at {size} px, the nearest whole strides give "
+        f"(native {sizes_text(native.values())} at {native_size} px)"
+    )
 
 
 def from_target(sizes: dict, target: str) -> dict:
