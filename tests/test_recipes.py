@@ -154,7 +154,7 @@ def test_bad_enum_lists_the_allowed_values():
         "exponential, cosine; got 'cosin' (a string)"
     )
     assert error_of(apply_overrides(MINIMAL, ["model.stem=tiny"])) == (
-        "my.toml: model.stem: must be one of keep, small, resize; got 'tiny' (a string)"
+        "my.toml: model.stem: must be one of keep, small, small-up2, resize; got 'tiny' (a string)"
     )
 
 
