@@ -65,10 +65,12 @@ MODELS = {
 
 
 def giga(value) -> str:
+    """Multiply-accumulates in billions, or ``-``."""
     return "-" if value is None else f"{value / 1e9:.2f}"
 
 
 def module_entry(cov) -> dict:
+    """One module's row of the table and entry of the JSON."""
     small, up2 = cov.stems["small"], cov.stems["small-up2"]
     return {
         "model": cov.model, "stems": cov.working(), "params": cov.params, "input_size": cov.input_size,
@@ -86,15 +88,16 @@ def table(entries: dict) -> str:
         "Stage sizes run from the first stage whose reduction is 4 (at 224 px: the 56x56 stage); "
         "for plain transformers they are the token grid. MACs: multiply-accumulates of one image.",
         "",
-        "| timm module | model | stems | native px | stage sizes, native | `small` at 56 px | `small-up2` at 56 px | params (M) | GMACs native | GMACs `small` |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| timm module | model | stems | native px | stage sizes, native | `small` at 56 px | `small-up2` at 56 px | params (M) | GMACs native | GMACs `small` | GMACs `small-up2` |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for module, e in sorted(entries.items()):
         small = sizes_text(e["small_sizes"]) if e["small_sizes"] is not None else "refused"
         up2 = sizes_text(e["small_up2_sizes"]) if e["small_up2_sizes"] is not None else "-"
         lines.append(
             f"| {module} | `{e['model']}` | {', '.join(e['stems'])} | {e['input_size']} | {sizes_text(e['native_sizes'])} "
-            f"| {small} | {up2} | {e['params'] / 1e6:.1f} | {giga(e['native_macs'])} | {giga(e['small_macs'])} |"
+            f"| {small} | {up2} | {e['params'] / 1e6:.1f} | {giga(e['native_macs'])} | {giga(e['small_macs'])} "
+            f"| {giga(e['small_up2_macs'])} |"
         )
     refused = {m: e["why_not_small"] for m, e in sorted(entries.items()) if e["small_sizes"] is None}
     if refused:
