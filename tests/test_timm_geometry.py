@@ -28,37 +28,26 @@ from conftest import REPO
 logging.getLogger("timm").setLevel(logging.ERROR)  # timm's notes on resampled embeddings
 
 MODULES = coverage()["modules"]
-# One module per path through the adapters (generic rule, up2, patch stems, fixed-size, refusals);
-# the other modules run in the slow sweep.
-FAST = (
-    "resnet", "efficientnet", "convnext", "regnet", "densenet", "vgg", "inception_v3", "mobilenetv3",
-    "swin_transformer", "vision_transformer", "deit", "eva", "levit", "hrnet", "convmixer",
-)
 
 
 def check_module(module: str) -> None:
-    """The module's model lists the stems the sweep found, and each gives the recorded sizes (or a one-line refusal)."""
+    """The module's model lists the stems the sweep found, and each listed one gives 200-way logits at
+    56 and 64 px and the recorded stage sizes. (An unlisted stem never reaches an adapter: `create`
+    refuses it first; the refusals the adapters give are tested one by one below.)"""
     entry = MODULES[module]
     spec = timm_spec(entry["model"])
     assert list(spec.stems) == entry["stems"]
     stages = target_stages(build_meta(spec))
     for stem, key in (("small", "small_sizes"), ("small-up2", "small_up2_sizes")):
-        result = try_stem(spec, stem, stages)
-        if entry[key] is None:
-            assert not result.ok and result.error == "TinyzooError" and "\n" not in result.reason, (module, stem, result.reason)
-        else:
+        assert (stem in spec.stems) == (entry[key] is not None), (module, stem)
+        if stem in spec.stems:
+            result = try_stem(spec, stem, stages)
             assert result.ok, (module, stem, result.reason)
             assert result.sizes == entry[key], (module, stem)
 
 
-@pytest.mark.parametrize("module", FAST)
-def test_sweep_fast_modules(module):
-    check_module(module)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("module", sorted(set(MODULES) - set(FAST)))
-def test_sweep_other_modules(module):
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_sweep(module):
     check_module(module)
 
 

@@ -59,8 +59,9 @@ class Coverage:
 def build_meta(spec, classes: int | None = None):
     """``spec``'s network on the meta device (no memory, no initialisation)."""
     from tinyzoo.builders import build
+    from tinyzoo.surgery.timm_geometry import shapes_only
 
-    with torch.device("meta"):
+    with torch.device("meta"), shapes_only():
         return build(spec, num_classes=classes)
 
 
