@@ -12,8 +12,9 @@ supports, and records each one's working stems in the JSON (``models``), so that
 ``tinyzoo list 'timm:*'`` shows no stem that fails. Nothing is downloaded; nothing runs on real
 tensors.
 
-    .venv/bin/python docs/make_timm_coverage.py          # the table and the modules' entries
-    .venv/bin/python docs/make_timm_coverage.py --all    # and every model's stems
+    .venv/bin/python docs/make_timm_coverage.py               # the table and the modules' entries
+    .venv/bin/python docs/make_timm_coverage.py --all         # and every model's stems (about an hour)
+    .venv/bin/python docs/make_timm_coverage.py --table-only  # the table again from the JSON
 """
 
 from __future__ import annotations
@@ -81,10 +82,11 @@ def module_entry(cov) -> dict:
     }
 
 
-def table(entries: dict) -> str:
-    """The Markdown table for docs/adapters.md."""
+def table(entries: dict, models: dict, version: str) -> str:
+    """The Markdown table for docs/adapters.md, and the count over every model (``--all``), as
+    measured with timm ``version``."""
     lines = [
-        f"Measured with timm {timm.__version__} by `docs/make_timm_coverage.py` (meta device, no weights). "
+        f"Measured with timm {version} by `docs/make_timm_coverage.py` (meta device, no weights). "
         "Stage sizes run from the first stage whose reduction is 4 (at 224 px: the 56x56 stage); "
         "for plain transformers they are the token grid. MACs: multiply-accumulates of one image.",
         "",
@@ -105,6 +107,11 @@ def table(entries: dict) -> str:
         lines += [f"- {module} (`{entries[module]['model']}`): {why}" for module, why in refused.items()]
     works = sum(1 for e in entries.values() if e["small_sizes"] is not None)
     lines += ["", f"`small` works for {works} of these {len(entries)} modules."]
+    if models:
+        small = sum(1 for stems in models.values() if "small" in stems)
+        up2 = sum(1 for stems in models.values() if "small-up2" in stems)
+        lines[-1] += (f" Over all {len(models)} models timm {version} lists, `tinyzoo list` shows `small` "
+                      f"for {small} and `small-up2` for {up2}.")
     return "\n".join(lines)
 
 
@@ -154,9 +161,13 @@ def write_coverage(data: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--all", action="store_true", help="also measure every timm model (slow)")
+    parser.add_argument("--table-only", action="store_true", help="rewrite the docs table from the JSON, measuring nothing")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # timm's resampling notices
     previous = json.loads(COVERAGE_FILE.read_text()) if COVERAGE_FILE.exists() else {}
+    if args.table_only:
+        write_doc(table(previous["modules"], previous.get("models", {}), previous["timm_version"]))
+        return
     entries = {}
     for module, name in MODELS.items():
         entries[module] = module_entry(measure(name, with_macs=True))
@@ -169,7 +180,7 @@ def main() -> None:
         "models": models,
     }
     write_coverage(data)
-    write_doc(table(entries))
+    write_doc(table(entries, models, timm.__version__))
     print(f"wrote {COVERAGE_FILE} and the table in {DOC}", file=sys.stderr)
 
 

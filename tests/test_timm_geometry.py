@@ -271,3 +271,17 @@ def test_restem_goes_from_resize_to_small_up2():
     assert [a["name"] for a in model.tinyzoo_config["adapters"]] == ["stem-up2-timm", "head"]
     assert model.tinyzoo_config["stem"] == "small-up2" and model.tinyzoo_config["input_size"] == 56
     assert tuple(meta_forward(model, 64).shape) == (1, 200)
+
+
+def test_the_docs_table_is_the_one_the_script_writes_from_the_data():
+    import sys
+
+    sys.path.insert(0, str(REPO / "docs"))
+    try:
+        from make_timm_coverage import END, START, table
+    finally:
+        sys.path.remove(str(REPO / "docs"))
+    data = coverage()
+    doc = (REPO / "docs" / "adapters.md").read_text()
+    shown = doc[doc.index(START) + len(START):doc.index(END)].strip()
+    assert shown == table(data["modules"], data["models"], data["timm_version"]).strip()
