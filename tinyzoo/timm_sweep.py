@@ -15,10 +15,11 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from tinyzoo.adapt import TINY_IMAGENET_CLASSES as CLASSES
 from tinyzoo.errors import TinyzooError
+from tinyzoo.surgery.timm_geometry import FULL_INPUT, SMALL_INPUT
 
 TRIED_STEMS = ("small", "small-up2")
-CLASSES = 200
 
 
 @dataclass
@@ -140,13 +141,13 @@ def try_stem(spec, stem: str, stages: list[dict], *, with_macs: bool = False) ->
 
     try:
         model, notes = adapt_meta(spec, stem)
-        sides = stage_sides(model, 56, stages, CLASSES)
-        _check_logits(meta_forward(model, 64), 64, CLASSES)
+        sides = stage_sides(model, SMALL_INPUT, stages, CLASSES)
+        _check_logits(meta_forward(model, FULL_INPUT), FULL_INPUT, CLASSES)
     except TinyzooError as exc:
         return StemResult(stem, False, str(exc), error=type(exc).__name__)
     except Exception as exc:  # a torch error: the sweep records it; the catalog will not list the stem
         return StemResult(stem, False, f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}", error=type(exc).__name__)
-    return StemResult(stem, True, sizes=sides, macs=macs(model, 56) if with_macs else None, notes=notes)
+    return StemResult(stem, True, sizes=sides, macs=macs(model, SMALL_INPUT) if with_macs else None, notes=notes)
 
 
 def measure(name: str, *, with_macs: bool = False) -> Coverage:

@@ -45,9 +45,9 @@ from torch import nn
 from tinyzoo.adapt_report import Changes
 from tinyzoo.errors import TinyzooError
 from tinyzoo.surgery.head import get_module, set_module
+from tinyzoo.surgery.stem import SMALL_INPUT
 
-SMALL_INPUT = 56
-CHECK_SIZES = (56, 64)
+FULL_INPUT = 64  # the whole Tiny ImageNet image: every stem must also take it
 REMOVED_REDUCTION = 4
 POOLS = (nn.MaxPool2d, nn.AvgPool2d)
 
@@ -487,13 +487,13 @@ def fit_other_sizes(model: nn.Module, spec, layer: nn.Module | None, inner: int,
     if layer is not None:
         attach_input_resize(model, layer)
     try:
-        trace(model, 64)
+        trace(model, FULL_INPUT)
         return
     except Exception:  # noqa: BLE001  (a fixed-size network: resized below)
         detach_input_resize(model)
     attach_input_resize(model, InputResize(inner, "bicubic"))
-    guarded_trace(model, 64, spec.name, what)
-    changes.note(f"{spec.name} has layers fixed to one input size: other input sizes (64 px) are resized to {inner} px first")
+    guarded_trace(model, FULL_INPUT, spec.name, what)
+    changes.note(f"{spec.name} has layers fixed to one input size: other input sizes ({FULL_INPUT} px) are resized to {inner} px first")
 
 
 def describe_sizes(native: dict, small: dict, native_size: int, size: int) -> str:
