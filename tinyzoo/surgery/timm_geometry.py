@@ -514,8 +514,9 @@ def from_target(sizes: dict, target: str) -> dict:
 
 # -- the adapters -----------------------------------------------------------------------------------------
 def apply_geometry(model: nn.Module, spec, method: str, *, stem_only: bool, what: str):
-    """Plan and apply the rule; returns ``(plan, changes, stages, native sizes, sizes at the inner size,
-    phrases)``. The inner size is 56 px, or 112 behind a 2x upsampling (``stem_only``)."""
+    """Plan and apply the rule; returns ``(plan, changes, native sizes, sizes at the inner size,
+    phrases)``, the sizes from the target stage on. The inner size is 56 px, or 112 behind a 2x
+    upsampling (``stem_only``)."""
     stages = feature_stages(model, spec.name)
     plan = plan_geometry(model, spec, stages, stem_only=stem_only)
     if stem_only and plan.stem_reduction != 2:
