@@ -16,14 +16,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-import tinyzoo  # noqa: E402
-from tinyzoo.adapt import placeholder_model  # noqa: E402
-from tinyzoo.registry import get_registry  # noqa: E402
-from tinyzoo.surgery.stem import stage_sizes  # noqa: E402
-from tinyzoo.weights import LoadedWeights  # noqa: E402
+import tinyzoo
+from tinyzoo.adapt import placeholder_model
+from tinyzoo.registry import get_registry
+from tinyzoo.surgery.stem import stage_sizes
+from tinyzoo.weights import LoadedWeights
 
 OUT = Path(__file__).resolve().parent / "img" / "geometry.png"
 NETWORKS = [

@@ -13,6 +13,8 @@ import tinyzoo
 from tinyzoo.specs import AdapterSpec
 
 STEM = "tinyzoo.surgery.stem"
+TIMM_STEMS = "tinyzoo.surgery.timm_stems"
+PATCH_STEM = "tinyzoo.surgery.patch_stem"
 
 ADAPTERS = [
     AdapterSpec(
@@ -40,8 +42,24 @@ ADAPTERS = [
         description="stride 1 in the stem's conv and max-pools: 46/22/10 at 56 input (native 35/17/8)",
     ),
     AdapterSpec(
-        name="stem-small-vit", role="stem-small", apply=f"{STEM}:small_stem_vit", families=("vit",),
-        description="patch embedding resampled to 4x4 (patch 16 at 224): 14x14 tokens, position embeddings unchanged",
+        name="stem-small-squeezenet", role="stem-small", apply=f"{STEM}:small_stem_squeezenet", families=("squeezenet",),
+        description="3x3/1 first conv (kernel kept), first max-pool removed: 27 ... 13 at 56 input, as at 224",
+    ),
+    AdapterSpec(
+        name="stem-small-vit", role="stem-small", apply=f"{PATCH_STEM}:small_stem_patch", families=("vit",),
+        description="ViT/DeiT/BEiT/EVA/CaiT: patch embedding resampled (16 -> 4 at 224) through timm set_input_size: the token grid kept",
+    ),
+    AdapterSpec(
+        name="stem-small-swin", role="stem-small", apply=f"{PATCH_STEM}:small_stem_patch", families=("swin",),
+        description="Swin: 4x4 patch embedding -> 1x1 (the sum over the patch) through timm set_input_size: 56x56 tokens, windows kept",
+    ),
+    AdapterSpec(
+        name="stem-small-timm", role="stem-small", apply=f"{TIMM_STEMS}:small_stem_timm",
+        description="any timm network with feature_info: 4x of strides removed before the first stride-4 stage, kernels resampled",
+    ),
+    AdapterSpec(
+        name="stem-up2-timm", role="stem-up2", apply=f"{TIMM_STEMS}:small_up2_stem_timm",
+        description="--stem small-up2: only the stem's 2x of strides removed, the input upsampled 2x; pretrained blocks untouched",
     ),
     AdapterSpec(
         name="resize", apply="tinyzoo.surgery.resize:adapt_resize",

@@ -1,19 +1,23 @@
-"""Built-in plugin: every network of the five reports, as torch-free metadata.
+"""Built-in plugin: every network of the five reports, and a curated set of modern timm
+networks, as torch-free metadata.
 
 Parameter counts are at the spec's own ``num_classes`` (a test builds each network on
 the meta device and checks them). Results are top-1 percentages from
-``shared/seeds/INDEX.md``.
+``shared/seeds/INDEX.md``; the modern networks' come from its figures from outside the reports.
 """
 
 from __future__ import annotations
 
 import tinyzoo
 from tinyzoo.specs import ArchitectureSpec, Result
+from tinyzoo.timm_catalog import DYNAMIC_ARGS
 
 TIMM = "tinyzoo.builders:timm_model"
 TORCHVISION = "tinyzoo.builders:torchvision_model"
 KIM, ZHAI, YU, MILANI, FLEURET = "kim2016", "zhai2016", "yu2017", "milani2017", "fleuret-ee559"
+LITERATURE = "literature"  # shared/seeds/INDEX.md: figures from outside the reports
 ALL_STEMS = ("keep", "small", "resize")
+UP2_STEMS = ("keep", "small", "small-up2", "resize")
 SCRATCH_STEMS = ("keep",)  # built for 64x64 input already
 
 
@@ -134,8 +138,8 @@ ARCHITECTURES = [
     ArchitectureSpec(
         name="squeezenet1_1", family="squeezenet", source="torchvision", builder=TORCHVISION,
         builder_args={"model_name": "squeezenet1_1"}, weights="torchvision:SqueezeNet1_1_Weights.IMAGENET1K_V1",
-        params=1_235_496, report=YU, stems=("keep", "resize"),
-        first_conv="features.0", classifier="classifier.1",
+        params=1_235_496, report=YU, stems=ALL_STEMS,
+        first_conv="features.0", stem_pools=("features.2",), classifier="classifier.1",
         stages=("features.2", "features.5", "features.8", "features.12"),
         description="SqueezeNet 1.1; its head is a 1x1 convolution (torchvision)",
     ),
@@ -200,6 +204,48 @@ ARCHITECTURES += [
         report=FLEURET, first_conv="features.conv1", stem_pools=("features.pool1", "features.pool2"),
         classifier="classifier.fc3", description="LeNet-5 adapted to 3x64x64 input",
     ),
+]
+
+
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+HALF = (0.5, 0.5, 0.5)
+
+
+def _modern(name, family, module, params, weights, *, stems=ALL_STEMS, results=(), **kw):
+    """A timm network with its default Hub weights; layer names and normalisation as timm's pretrained config."""
+    return _timm(
+        name, family, params, weights=weights, report=LITERATURE if results else None, results=results, stems=stems,
+        builder_args=DYNAMIC_ARGS.get(module, {}), interpolation="bicubic",
+        options={"drop_path_rate": "stochastic depth rate (timm's drop_path_rate), for fine-tuning"},
+        description=f"{name} (timm, weights {weights})", **kw,
+    )
+
+
+def _vit(name, params, weights, *, module="vision_transformer", family="vit", **kw):
+    return _modern(name, family, module, params, weights, first_conv="patch_embed.proj", classifier="head",
+                   stages=("patch_embed", "blocks.0"), **kw)
+
+
+EFFICIENTNET_LAYERS = dict(first_conv="conv_stem", classifier="classifier", stages=("blocks.1", "blocks.2", "blocks.4", "blocks.6"))
+# What the networks that top Tiny ImageNet today look like; any other timm model is timm:<name>.
+ARCHITECTURES += [
+    _modern("convnext_tiny", "convnext", "convnext", 28_589_128, "convnext_tiny.in12k_ft_in1k",
+            first_conv="stem.0", classifier="head.fc", stages=("stages.0", "stages.1", "stages.2", "stages.3")),
+    _modern("efficientnet_b0", "efficientnet", "efficientnet", 5_288_548, "efficientnet_b0.ra_in1k",
+            stems=UP2_STEMS, **EFFICIENTNET_LAYERS),
+    _modern("tf_efficientnet_lite0", "efficientnet", "efficientnet", 4_652_008, "tf_efficientnet_lite0.in1k",
+            stems=UP2_STEMS, mean=HALF, std=HALF, **EFFICIENTNET_LAYERS),
+    _modern("swin_tiny_patch4_window7_224", "swin", "swin_transformer", 28_288_354, "swin_tiny_patch4_window7_224.ms_in1k",
+            first_conv="patch_embed.proj", classifier="head.fc", stages=("layers.0", "layers.1", "layers.2", "layers.3")),
+    _vit("deit_small_patch16_224", 22_050_664, "deit_small_patch16_224.fb_in1k", module="deit"),
+    _vit("deit_base_patch16_224", 86_567_656, "deit_base_patch16_224.fb_in1k", module="deit",
+         results=(Result(LITERATURE, "DeiT-B/16 fine-tuned at 224 px (upsampled), PUGD optimizer", 91.02),)),
+    _vit("vit_base_patch16_224", 86_567_656, "vit_base_patch16_224.augreg2_in21k_ft_in1k", mean=HALF, std=HALF,
+         results=(Result(LITERATURE, "ViT-B/16 fine-tuned at 224 px (upsampled), PUGD optimizer", 90.74),)),
+    # Headless weights (num_classes 0): tinyzoo gives them a head.
+    _vit("eva02_tiny_patch14_224", 5_502_144, "eva02_tiny_patch14_224.mim_in22k", module="eva", family="vit",
+         num_classes=0, mean=CLIP_MEAN, std=CLIP_STD),
+    _vit("vit_small_patch14_dinov2", 22_056_192, "vit_small_patch14_dinov2.lvd142m", num_classes=0, input_size=518),
 ]
 
 

@@ -48,7 +48,7 @@ def write_cache_entry(cache_dir: Path, repo_id: str, filename: str, data: bytes,
     return pointer
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def random_timm_weights(model_name: str = "resnet18", seed: int = 0) -> bytes:
     """``model.safetensors`` bytes of a randomly initialised timm model (built once per test session)."""
     import timm
@@ -96,7 +96,7 @@ class FakeHub:
         return sum(1 for m, p in self.requests if (method is None or m == method) and contains in p)
 
     # -- serving -------------------------------------------------------------------------
-    def start(self) -> "FakeHub":
+    def start(self) -> FakeHub:
         hub = self
 
         class Handler(http.server.BaseHTTPRequestHandler):

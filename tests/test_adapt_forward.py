@@ -19,9 +19,21 @@ from tinyzoo.weights import LoadedWeights
 
 BUILTIN_PLUGINS = ("tinyzoo-architectures",)
 # Stem keep means native input; these two cannot take 56 px at all, so they are checked at theirs.
-KEEP_NEEDS_NATIVE = {"alexnet": "its 11x11/4 conv and three 3x3/2 pools empty a 56 px map", "inception_v3": "needs 75 px or more"}
-# --stem small keeps the native sizes exactly, except Inception-v3 (whole strides only; docs/adapters.md).
-SMALL_SIZES = {"inception_v3": {"Pool2": 46, "Mixed_5d": 46, "Mixed_6e": 22, "Mixed_7c": 10}}
+KEEP_NEEDS_NATIVE = {
+    "alexnet": "its 11x11/4 conv and three 3x3/2 pools empty a 56 px map", "inception_v3": "needs 75 px or more",
+    **dict.fromkeys(("deit_small_patch16_224", "deit_base_patch16_224", "vit_base_patch16_224", "eva02_tiny_patch14_224", "vit_small_patch14_dinov2"), "56 or 64 px is not a whole number of its patches"),
+}
+# --stem small keeps the native sizes exactly, except Inception-v3 (whole strides only; docs/adapters.md)
+# and SqueezeNet's stem output (54, native 55; its later stages are exact).
+SMALL_SIZES = {
+    "inception_v3": {"Pool2": 46, "Mixed_5d": 46, "Mixed_6e": 22, "Mixed_7c": 10},
+    "squeezenet1_1": {"features.2": 54, "features.5": 27, "features.8": 13, "features.12": 13},
+}
+# Transformers whose native grid 56 px cannot give with whole patches: the nearest grid (14 for 16, 28 for 37).
+SMALL_SHAPES = {
+    "eva02_tiny_patch14_224": {"patch_embed": (14, 14, 192), "blocks.0": (1 + 14 * 14, 192)},
+    "vit_small_patch14_dinov2": {"patch_embed": (28, 28, 384), "blocks.0": (1 + 28 * 28, 384)},
+}
 
 
 def builtin_specs():
@@ -48,10 +60,10 @@ def weights():
     return get
 
 
-def meta_forward(model, size: int, batch: int = 1):
-    tensors = {k: torch.empty_like(v, device="meta") for k, v in model.state_dict(keep_vars=True).items()}
-    with torch.no_grad():
-        return torch.func.functional_call(model, tensors, (torch.empty(batch, 3, size, size, device="meta"),))
+def meta_forward(model, size: int):
+    from tinyzoo.surgery.meta_trace import meta_forward as forward
+
+    return forward(model, size)
 
 
 @pytest.mark.parametrize("name,stem", CASES)
@@ -65,11 +77,14 @@ def test_every_stem_gives_batch_by_classes_and_small_keeps_the_geometry(name, st
     for size in sizes:
         out = meta_forward(model, size)
         assert isinstance(out, torch.Tensor) and tuple(out.shape) == (1, classes), (name, stem, size)
-    assert model.tinyzoo_config["input_size"] == (56 if stem in ("small", "resize") else spec.input_size)
+    assert model.tinyzoo_config["input_size"] == (56 if stem in ("small", "small-up2", "resize") else spec.input_size)
 
-    if stem == "small":
+    if stem.startswith("small"):
         assert spec.stages, f"{name} needs stages= in its spec"
         small = stage_sizes(model, spec.stages, 56)
+        if name in SMALL_SHAPES:
+            assert small == SMALL_SHAPES[name]
+            return
         if name in SMALL_SIZES:
             assert {k: v[-2:] for k, v in small.items()} == {k: (n, n) for k, n in SMALL_SIZES[name].items()}
         else:
@@ -110,5 +125,5 @@ def test_vit_small_stem_keeps_the_token_grid():
 def test_unsupported_stem_is_a_clear_error():
     from tinyzoo.errors import TinyzooError
 
-    with pytest.raises(TinyzooError, match="supports stems keep, resize; not 'small'"):
-        tinyzoo.create("squeezenet1_1", stem="small", weights="none")
+    with pytest.raises(TinyzooError, match="supports stems keep; not 'small'"):
+        tinyzoo.create("lenet5", stem="small", weights="none")

@@ -50,6 +50,11 @@ def test_tinyzoo_adapt_writes_three_files_and_prints_the_report(cli, tmp_path):
     ("squeezenet1_1", {"stem": "resize", "resize_mode": "bilinear"}),
     ("googlenet", {"stem": "small", "wnids": ["n01440764", "n02102040", "n01443537"]}),
     ("timm:vit_tiny_patch16_224", {"stem": "small", "kernel_resize": "pi"}),
+    ("timm:tf_efficientnet_lite0", {"stem": "small-up2", "kernel_resize": "pi"}),
+    ("timm:convnext_atto", {"stem": "small"}),
+    ("timm:regnetx_002", {"stem": "small-up2", "convolutionize": True}),
+    ("timm:deit_tiny_distilled_patch16_224", {"stem": "small", "wnids": ["n01440764", "n02102040"]}),
+    ("timm:levit_128s", {"stem": "small"}),
 ])
 def test_load_reproduces_outputs_bit_for_bit(name, kwargs, tmp_path):
     torch.manual_seed(0)
@@ -105,7 +110,7 @@ def test_save_over_an_existing_folder_replaces_the_files(tmp_path):
 
 
 @pytest.mark.parametrize("args,code,message", [
-    (["adapt", "squeezenet1_1", "--stem", "small"], 1, "supports stems keep, resize; not 'small'"),
+    (["adapt", "lenet5", "--stem", "small"], 1, "architecture 'lenet5' supports stems keep; not 'small'"),
     (["adapt", "resnet181"], 2, "unknown architecture 'resnet181'; did you mean: resnet18"),
     (["adapt", "resnet18", "--wnids", "MISSING"], 1, "wnids file MISSING does not exist"),
     (["adapt", "resnet18", "--option", "width=2"], 1, "has no option 'width'"),

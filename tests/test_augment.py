@@ -200,7 +200,7 @@ def test_brightness_factors_are_per_sample_and_uniform():
     images = torch.full((400, 8, 8, 3), 100, dtype=torch.uint8)
     out = Pipeline.from_config({"normalize": "none", "crop": 8, "jitter": {"brightness": 0.5}})(images, gen())
     factors = out.mean(dim=(1, 2, 3)) * 255 / 100
-    assert 0.5 <= factors.min() and factors.max() <= 1.5
+    assert factors.min() >= 0.5 and factors.max() <= 1.5
     assert abs(factors.mean().item() - 1) < 0.05 and abs(factors.std().item() - 1 / 12**0.5) < 0.04
 
 
@@ -333,7 +333,7 @@ def test_loader_batches_are_reproducible_with_or_without_prefetch():
 
 def test_loader_drop_last_and_leaving_early():
     loader = BatchLoader(dataset(), 16, shuffle=True, drop_last=True, prefetch=2)
-    assert len(loader) == 3 and [len(l) for _, l in loader] == [16, 16, 16]
+    assert len(loader) == 3 and [len(labels) for _, labels in loader] == [16, 16, 16]
     for _ in loader:
         break  # the prefetch thread stops instead of hanging
 

@@ -430,10 +430,10 @@ def _(ctx):
 
 
 @case("recipe: a stage's adapt names a stem the architecture lacks", 1,
-      "Error: {tmp}/mine.toml: stages[1].adapt.stem: architecture 'squeezenet1_1' supports stems keep, resize; not 'small'")
+      "Error: {tmp}/mine.toml: stages[1].adapt.stem: architecture 'squeezenet1_1' supports stems keep, small, resize; not 'small-up2'")
 def _(ctx):
     text = RECIPE.replace('arch = "resnet20_zhai"', 'arch = "squeezenet1_1"\nweights = "none"').replace("options = { width = 0.25 }\n", "")
-    return ["recipes", "check", recipe(ctx, text + STAGE.format(name="two", adapt='{ stem = "small" }'))]
+    return ["recipes", "check", recipe(ctx, text + STAGE.format(name="two", adapt='{ stem = "small-up2" }'))]
 
 
 @case("recipe: a stage's adapt.kernel_resize value", 1,

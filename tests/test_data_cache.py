@@ -12,7 +12,6 @@ import tinyzoo.data.cache as cache_module
 from tinyzoo.data.cache import open_split, resolve_cache_dir
 from tinyzoo.errors import TinyzooError
 
-
 # the tree's one 48x48 file warns on every build; test_data_layout checks that warning
 pytestmark = pytest.mark.filterwarnings("ignore:.*were resized")
 

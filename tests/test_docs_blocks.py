@@ -22,7 +22,6 @@ from pathlib import Path
 
 import click
 import pytest
-
 from conftest import REPO
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

@@ -77,13 +77,13 @@ def test_the_wnid_head_gives_the_originals_scores_for_its_classes(original, phot
 @pytest.mark.slow
 def test_each_adapters_agreement_is_the_one_docs_fidelity_md_gives(photos, lite0_weights):
     script = docs_script()
-    result = fidelity.measure(ARCH, photos, weights=str(lite0_weights), bn=script.PIN_BN, **script.PIN)
+    result = fidelity.measure(ARCH, photos, weights=str(lite0_weights), bn=script.PIN_BN, patterns=script.PIN_PATTERNS, **script.PIN)
     doc = (REPO / "docs" / "fidelity.md").read_text()
     section = re.search(r"<!-- make_fidelity_table: pin -->(.*?)<!-- /make_fidelity_table: pin -->", doc, re.DOTALL).group(1)
     pinned = {m.group(1): [float(v) for v in m.group(2, 3, 4)]
               for m in re.finditer(r"^\| `([^`]+)` \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", section, re.MULTILINE)}
     measured = {r.variant.name: [result.summary(r, m)["mean"] for m in fidelity.METRICS] for r in result.variants}
-    assert set(measured) == set(pinned) and len(pinned) == 6
+    assert set(measured) == set(pinned) and len(pinned) == 8
     crop = 1 / len(result.photos) / script.PIN["crops_per_photo"]
     for name, (top1, top5, kl) in pinned.items():
         got = measured[name]
@@ -96,9 +96,14 @@ def test_variants_come_from_the_spec_and_patterns_choose_among_them():
     from tinyzoo.registry import get_registry
 
     lite0 = fidelity.variants_for(get_registry().architecture(ARCH), bn=("none", "relative"))
-    assert [v.name for v in lite0] == ["keep", "keep +bn relative", "resize/bicubic", "resize/bicubic +bn relative",
-                                       "resize/bilinear", "resize/bilinear +bn relative"]
-    assert lite0[3].options == {"stem": "resize", "resize_mode": "bicubic", "recalibrate_bn": "relative"}
+    assert [v.name for v in lite0] == [
+        "keep", "keep +bn relative",
+        "small/bicubic", "small/bicubic +bn relative", "small/pi", "small/pi +bn relative",
+        "small-up2/bicubic", "small-up2/bicubic +bn relative", "small-up2/pi", "small-up2/pi +bn relative",
+        "resize/bicubic", "resize/bicubic +bn relative", "resize/bilinear", "resize/bilinear +bn relative",
+    ]
+    assert lite0[11].options == {"stem": "resize", "resize_mode": "bicubic", "recalibrate_bn": "relative"}
+    assert lite0[9].options == {"stem": "small-up2", "kernel_resize": "pi", "recalibrate_bn": "relative"}
     resnet = fidelity.variants_for(get_registry().architecture("resnet18"), bn=("none",), patterns=("small/*",))
     assert [(v.name, v.options) for v in resnet] == [("small/bicubic", {"stem": "small", "kernel_resize": "bicubic"}),
                                                      ("small/pi", {"stem": "small", "kernel_resize": "pi"})]

@@ -16,7 +16,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO
 
 CHECK = REPO / "tests" / "gpu" / "check.sh"

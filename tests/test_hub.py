@@ -207,7 +207,7 @@ def test_push_uploads_through_the_hub_api(hub_server, tmp_path):
     url = hub.upload_model_dir(hub.check_model_dir(d), "me/resnet18-tiny", private=True)
     [upload] = hub_server.uploads
     assert upload["repo_id"] == "me/resnet18-tiny" and upload["revision"] == "main"
-    assert {k: v for k, v in upload["files"].items()} == {p.name: p.read_bytes() for p in d.iterdir()}
+    assert dict(upload["files"].items()) == {p.name: p.read_bytes() for p in d.iterdir()}
     assert url.endswith(upload["commit"]) and hub_server.repos["me/resnet18-tiny"]["private"]
     back = hub.download("me/resnet18-tiny", "config.json")  # what was pushed can be fetched back
     assert json.loads(back.path.read_text())["architecture"] == "resnet18"

@@ -70,4 +70,4 @@ def test_every_choice_list_has_one_definition_in_specs():
     assert adapt_commands.KERNEL_RESIZES is adapt.KERNEL_RESIZES is specs.KERNEL_RESIZES
     assert set(kernels.METHODS) | set(kernels.ALIASES) == set(specs.KERNEL_RESIZES) and "pinv" in kernels.ALIASES
     assert adapt_commands.BN_RECALIBRATIONS is batchnorm.METHODS is specs.BN_RECALIBRATIONS
-    assert fidelity_commands.FIDELITY_BN_CHOICES == ("none", *specs.BN_RECALIBRATIONS)
+    assert ("none", *specs.BN_RECALIBRATIONS) == fidelity_commands.FIDELITY_BN_CHOICES

@@ -134,3 +134,18 @@ def test_meta_weights_give_a_meta_kernel_and_nan_stats(method):
     resampled, stats = resample_kernel(torch.empty(4, 3, 7, 7, device="meta"), 3, method)
     assert resampled.is_meta and resampled.shape == (4, 3, 3, 3)
     assert torch.isnan(stats.sum_ratio).all() and stats.norm_kept["overall"] != stats.norm_kept["overall"]
+
+
+@pytest.mark.parametrize("method", ["bicubic", "pi"])
+@pytest.mark.parametrize("old", [4, 7, 16])
+def test_down_to_one_by_one_is_the_sum_over_the_patch(method, old):
+    """A patchify stem made 1x1/1 (ConvNeXt's and Swin's 4x4/4): one tap holds the filter's sum, so a
+    constant patch gets exactly the old response; both methods agree."""
+    w = weight(old)
+    new, stats = resample_kernel(w, 1, method)
+    assert new.shape == (8, 3, 1, 1)
+    torch.testing.assert_close(new, w.sum(dim=(2, 3), keepdim=True), rtol=1e-6, atol=1e-5)
+    patch = torch.full((1, 3, old, old), 0.3)
+    torch.testing.assert_close(F.conv2d(patch[..., :1, :1], new), F.conv2d(patch, w), rtol=1e-5, atol=1e-5)
+    assert stats.sum_kept["overall"] == pytest.approx(1.0)
+    assert resample_kernel(w, 1, "bicubic", rescale=False)[0].allclose(w.mean(dim=(2, 3), keepdim=True), atol=1e-6)

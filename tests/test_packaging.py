@@ -5,12 +5,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 
-import tinyzoo
-
+import tomllib
 from conftest import REPO
+
+import tinyzoo
 
 
 def test_wheel_carries_plugins_and_recipes(tmp_path):
@@ -36,6 +36,7 @@ def test_wheel_carries_plugins_and_recipes(tmp_path):
             assert f"tinyzoo_recipes/{path.relative_to(REPO / 'recipes').as_posix()}" in names
     for path in (REPO / "tinyzoo").rglob("*.py"):
         assert f"tinyzoo/{path.relative_to(REPO / 'tinyzoo').as_posix()}" in names, path
+    assert "tinyzoo/timm_coverage.json" in names  # the timm catalog lists stems from it
 
     (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
     version = next(line for line in zipfile.ZipFile(wheel).read(metadata).decode().splitlines() if line.startswith("Version: "))

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 
 import tinyzoo
 from tinyzoo import hookspecs
@@ -18,8 +19,6 @@ from tinyzoo.errors import UnknownNameError
 from tinyzoo.plugin_loader import PluginHost, PluginRecord
 from tinyzoo.registry import registry_of
 from tinyzoo.specs import ROLE_ORDERS, AdapterSpec, ArchitectureSpec, RecipeSpec
-
-from conftest import REPO
 
 EXAMPLE = REPO / "docs" / "examples" / "tinyzoo-example-plugin"
 
@@ -179,7 +178,7 @@ def test_a_plugin_command_may_not_replace_a_core_command_or_another_plugins(caps
             @tinyzoo.hookimpl
             def register_commands(self, cli):
                 for name in names:
-                    cli.command(name)(lambda: click.echo(f"plugin {name}"))
+                    cli.command(name)(lambda name=name: click.echo(f"plugin {name}"))
         return Plugin()
 
     host = get_host()

@@ -10,19 +10,29 @@ import typing
 
 import pytest
 from click.testing import CliRunner
+from conftest import REPO
 
 import tinyzoo
 from tinyzoo.cli import cli as tinyzoo_cli
 from tinyzoo.errors import TinyzooError
 from tinyzoo.plugin_loader import get_host
 from tinyzoo.recipe import (
-    EVAL_COMBINES, EVAL_VIEWS, SECTIONS, StemMode, Recipe, RecipeError, Stage, apply_overrides, load_raw, load_recipe,
-    parse_recipe, recipe_to_toml, tomllib,
+    EVAL_COMBINES,
+    EVAL_VIEWS,
+    SECTIONS,
+    Recipe,
+    RecipeError,
+    Stage,
+    StemMode,
+    apply_overrides,
+    load_raw,
+    load_recipe,
+    parse_recipe,
+    recipe_to_toml,
+    tomllib,
 )
 from tinyzoo.registry import get_registry
 from tinyzoo.specs import STEM_MODES, RecipeSpec
-
-from conftest import REPO
 
 ISSUE_NAMES = [
     "kim2016-resnet18", "zhai2016-vgg16", "zhai2016-resnet50", "zhai2016-resnet101", "zhai2016-resnet152",
@@ -161,7 +171,7 @@ def test_bad_enum_lists_the_allowed_values():
         "exponential, cosine; got 'cosin' (a string)"
     )
     assert error_of(apply_overrides(MINIMAL, ["model.stem=tiny"])) == (
-        "my.toml: model.stem: must be one of keep, small, resize; got 'tiny' (a string)"
+        "my.toml: model.stem: must be one of keep, small, small-up2, resize; got 'tiny' (a string)"
     )
 
 

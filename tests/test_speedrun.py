@@ -7,11 +7,10 @@ projects its wall time from measured steps; the accuracy is for a run on the rea
 from __future__ import annotations
 
 import pytest
+from training_sample import CLASSES, write_training_sample
 
 from tinyzoo.recipe import load_recipe
 from tinyzoo.train import Trainer, TrainSettings
-
-from training_sample import CLASSES, write_training_sample
 
 
 def test_the_speedrun_is_resnet18_from_scratch_with_the_small_stem():

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from training_sample import CLASSES, write_training_sample
 
 from tinyzoo.recipe import load_recipe
-
-from training_sample import CLASSES, write_training_sample
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from training_sample import write_training_sample
 
 from tinyzoo.distributed import World, from_environment
-
-from training_sample import write_training_sample
 
 TESTS = Path(__file__).resolve().parent
 

@@ -7,12 +7,11 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
+from training_sample import stage, tiny_recipe
 
 import tinyzoo
 from tinyzoo.cli import cli
 from tinyzoo.train import Trainer, TrainSettings
-
-from training_sample import stage, tiny_recipe
 
 CLASSES, VAL = 6, 10
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from training_sample import CLASSES, stage, tiny_recipe, write_training_sample
 
 import tinyzoo.adapt as adapt
 from tinyzoo.data.augment import Pipeline
 from tinyzoo.train import Trainer, TrainSettings
 from tinyzoo.train.features import cacheable, extract, fixed_views, render_view
 from tinyzoo.train.parts import set_train_mode
-
-from training_sample import CLASSES, stage, tiny_recipe, write_training_sample
 
 FIXED = {"crop": 64, "flip": False}
 

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from training_sample import CLASSES, write_training_sample
 
 # The quickstart recipe, shrunk: 6 epochs of 5 batches of 16 on the 4-class sample.

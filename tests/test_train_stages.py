@@ -7,14 +7,13 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from training_sample import CLASSES, stage, tiny_recipe, write_training_sample
 
 import tinyzoo.adapt as adapt
 from tinyzoo.errors import TinyzooError
 from tinyzoo.train import Trainer, TrainSettings
 from tinyzoo.train.parts import model_parts, set_train_mode, trainable_names
 from tinyzoo.train.stage import install_head_dropout, split_outputs
-
-from training_sample import CLASSES, stage, tiny_recipe, write_training_sample
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +141,7 @@ def test_auxiliary_losses_and_soft_targets_train(sample, tmp_path):
         stage(iterations=2, batch_size=4, label_smoothing=0.1, clip_grad_norm=10.0), arch="googlenet_yu",
         train={"crop": 56, "mixup": 0.2},
     )
-    trainer, summary, _ = train(recipe, sample, tmp_path / "run")
+    _trainer, summary, _ = train(recipe, sample, tmp_path / "run")
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert summary["steps"] == 2 and record["train_loss"] > 0
 
@@ -150,7 +149,7 @@ def test_auxiliary_losses_and_soft_targets_train(sample, tmp_path):
 # -- the run directory ------------------------------------------------------------------------
 def test_run_directory_layout(sample, tmp_path):
     recipe = tiny_recipe(stage("a", epochs=2, batch_size=16), stage("b", iterations=3, batch_size=16, lr=0.01))
-    _, summary, logs = train(recipe, sample, tmp_path / "run")
+    _, summary, _logs = train(recipe, sample, tmp_path / "run")
     run = tmp_path / "run"
     for name in ("recipe.toml", "metrics.jsonl", "lr.csv", "curves.png", "lr.png", "run.json", "best/config.json", "checkpoints/LATEST"):
         assert (run / name).exists(), name

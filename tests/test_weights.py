@@ -14,8 +14,8 @@ from safetensors.torch import load_file, save_file
 
 from tinyzoo import hub
 from tinyzoo.errors import TinyzooError
-from tinyzoo.registry import get_registry
 from tinyzoo.hub import verify_safetensors
+from tinyzoo.registry import get_registry
 from tinyzoo.weights import LoadedWeights, WeightsSource, apply_timm_filter, build_with_weights, check_state_dict, load_weights
 
 

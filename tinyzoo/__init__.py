@@ -14,7 +14,16 @@ from tinyzoo.specs import AdapterSpec, ArchitectureSpec, RecipeSpec, Result
 
 __version__ = "0.1.0"
 __all__ = [
-    "AdapterSpec", "ArchitectureSpec", "RecipeSpec", "Result", "create", "hookimpl", "list_models", "load", "save", "__version__",
+    "AdapterSpec",
+    "ArchitectureSpec",
+    "RecipeSpec",
+    "Result",
+    "__version__",
+    "create",
+    "hookimpl",
+    "list_models",
+    "load",
+    "save",
 ]
 
 # Resolved on first use so that `import tinyzoo` stays cheap (no torch, no plugin loading).

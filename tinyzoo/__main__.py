@@ -14,6 +14,6 @@ if getattr(tinyzoo, "__file__", None) is None:  # a namespace package: no tinyzo
     sys.exit(f"Error: the folder {folder} (no __init__.py: a clone of tinyzoo?) hides the installed tinyzoo from "
              "`python -m tinyzoo` run here; run it from another folder (e.g. inside the clone), or run the `tinyzoo` command")
 
-from tinyzoo.cli import main  # noqa: E402  (after the check: it imports tinyzoo.__version__)
+from tinyzoo.cli import main
 
 main()

@@ -127,6 +127,16 @@ def apply_plan(model, spec, plan, tracker: ProvenanceTracker):
 
 
 # -- create -----------------------------------------------------------------------------------------
+def stem_step(stem: str, kernel_resize: str, adapter_options: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The (role, params) of the stem adapter ``stem`` needs: ``small`` and ``small-up2`` (the stem's
+    strides only, input upsampled 2x); ``keep`` and ``resize`` change no stem."""
+    if stem == "small":
+        return "stem-small", {"kernel_resize": kernel_resize}
+    if stem == "small-up2":
+        return "stem-up2", {"kernel_resize": kernel_resize, "mode": adapter_options.get("resize_mode", "bicubic")}
+    return None
+
+
 def _wnid_list(wnids) -> list[str] | None:
     from tinyzoo.wordnet import read_wnids, validate_classes
 
@@ -198,7 +208,8 @@ def _resolve_head(spec, classes, wnids, head_init, loaded, classifier_size):
         if wnids is None and classes == classifier_size:
             return "keep", None, f"head: kept ({classes} classes, as the weights have)"
         if wnids and not pretrained_imagenet_head:
-            why = "weights 'none'" if loaded.state_dict is None else f"a {classifier_size}-way head, not ImageNet-1k"
+            why = "weights 'none'" if loaded.state_dict is None else (
+                "headless weights" if classifier_size == 0 else f"a {classifier_size}-way head, not ImageNet-1k")
             return "random", None, f"head: random (Kaiming normal): {why}"
         if wnids:
             missing = missing_from_imagenet(wnids)
@@ -213,16 +224,15 @@ def _resolve_head(spec, classes, wnids, head_init, loaded, classifier_size):
     if loaded.state_dict is None:
         raise TinyzooError("head_init='wnid' needs pretrained weights with an ImageNet-1k head; weights are 'none' (use head_init='random')")
     if classifier_size != IMAGENET_CLASSES:
-        raise TinyzooError(f"head_init='wnid' needs an ImageNet-1k (1000-way) head; {spec.name!r} has a {classifier_size}-way head")
+        has = "no head (its weights are headless)" if classifier_size == 0 else f"a {classifier_size}-way head"
+        raise TinyzooError(f"head_init='wnid' needs an ImageNet-1k (1000-way) head; {spec.name!r} has {has}")
     return "wnid", imagenet_indices(wnids), "head: wnid (pretrained ImageNet-1k rows for the given wnids)"
 
 
 def _role_steps(spec, stem: str, kernel_resize: str, convolutionize: bool, head: dict[str, Any],
                 adapter_options: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """tinyzoo's adapter roles that create's arguments ask for, with their parameters."""
-    steps: dict[str, dict[str, Any]] = {}
-    if stem == "small":
-        steps["stem-small"] = {"kernel_resize": kernel_resize}
+    steps: dict[str, dict[str, Any]] = dict([stem_step(stem, kernel_resize, adapter_options)] if stem.startswith("small") else [])
     if spec.classifier and (head["init"] != "keep" or spec.aux_classifiers):
         steps["head"] = head
     if convolutionize:
@@ -249,8 +259,9 @@ def create(
 ):
     """The architecture ``name`` adapted to Tiny ImageNet, as an ``nn.Module`` in eval mode.
 
-    - ``stem``: ``keep``, ``small`` (the interior geometry kept for 56x56 input) or ``resize``
-      (input upsampled to the native size); each architecture lists the stems it supports.
+    - ``stem``: ``keep``, ``small`` (the interior geometry kept for 56x56 input), ``small-up2``
+      (only the stem's strides removed, the input upsampled 2x) or ``resize`` (input upsampled
+      to the native size); each architecture lists the stems it supports.
     - ``classes``: the head's size (default ``len(wnids)``, else 200); ``wnids``: a
       ``wnids.txt`` path or a list of WordNet ids, in output order (a list may instead name a
       dataset's own classes, e.g. class folders that are not WordNet ids: the head is then random).
@@ -577,21 +588,21 @@ def restem(model, stem: str, *, kernel_resize: str | None = None):
     current = config.get("stem", "keep")
     if current == stem:
         return model
-    if current == "small" or stem == "resize":
+    if current.startswith("small") or stem == "resize":
         raise TinyzooError(f"restem goes from resize or keep to small, or from resize to keep; not {current!r} -> {stem!r}")
     if config.get("convolutionize"):
         raise TinyzooError("restem cannot change the stem of a convolutionized model: its first FC kernel is sized for the old geometry")
     report = getattr(model, "tinyzoo_report", None)
     tracker = ProvenanceTracker(model.state_dict())
     if report is not None:
-        tracker.records = {t.key: TensorRecord(**{**t.__dict__}) for t in report.tensors}
+        tracker.records = {t.key: TensorRecord(**t.__dict__) for t in report.tensors}
         tracker.dropped = dict(report.dropped)
     adapters = [a for a in config["adapters"] if getattr(_recorded(a), "role", None) != "resize"]
     remove_resize(model)
     input_size, notes = spec.input_size, []
-    if stem == "small":
-        adapter = find_adapter("stem-small", spec.family)
-        params = {"kernel_resize": kernel_resize}
+    step = stem_step(stem, kernel_resize, {})
+    if step:
+        adapter, params = find_adapter(step[0], spec.family), step[1]
         with torch.no_grad():
             model, changes = run_adapter(adapter, model, spec, params)
         tracker.apply(adapter.name, changes, model.state_dict())

@@ -57,28 +57,28 @@ class Changes:
     input_size: int | None = None
     notes: list[str] = field(default_factory=list)
 
-    def copy(self, key: str, source: str) -> "Changes":
+    def copy(self, key: str, source: str) -> Changes:
         """``key`` holds ``source``'s values (renamed and/or reshaped, not changed)."""
         self.copied[key] = source
         return self
 
-    def resample(self, key: str, source: str, detail: str, stats: dict | None = None) -> "Changes":
+    def resample(self, key: str, source: str, detail: str, stats: dict | None = None) -> Changes:
         self.resampled[key] = (source, detail, stats)
         return self
 
-    def slice(self, key: str, source: str, detail: str) -> "Changes":
+    def slice(self, key: str, source: str, detail: str) -> Changes:
         self.sliced[key] = (source, detail)
         return self
 
-    def init(self, key: str, how: str) -> "Changes":
+    def init(self, key: str, how: str) -> Changes:
         self.new[key] = how
         return self
 
-    def remove(self, key: str, why: str) -> "Changes":
+    def remove(self, key: str, why: str) -> Changes:
         self.removed[key] = why
         return self
 
-    def note(self, text: str) -> "Changes":
+    def note(self, text: str) -> Changes:
         self.notes.append(text)
         return self
 
@@ -106,7 +106,7 @@ class ProvenanceTracker:
         before = self.records
         after: dict[str, TensorRecord] = {}
         declared = set(changes.copied) | set(changes.resampled) | set(changes.sliced) | set(changes.new)
-        sources = {s for s in changes.copied.values()} | {s for s, *_ in changes.resampled.values()} | {s for s, _ in changes.sliced.values()}
+        sources = set(changes.copied.values()) | {s for s, *_ in changes.resampled.values()} | {s for s, _ in changes.sliced.values()}
         for key in sources | set(changes.removed):
             if key not in before:
                 raise AdaptationError(f"adapter {adapter!r} names {key!r}, which the model did not have before it ran")
@@ -229,7 +229,7 @@ class AdaptationReport:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "AdaptationReport":
+    def from_dict(cls, data: dict[str, Any]) -> AdaptationReport:
         """The report back from :meth:`to_dict` output (as stored in config.json)."""
         return cls(
             architecture=data["architecture"],

@@ -10,7 +10,16 @@ from __future__ import annotations
 import click
 
 from tinyzoo import __version__, logs
-from tinyzoo.commands import adapt_commands, data_commands, eval_commands, fidelity_commands, recipe_commands, registry_commands, train_commands, weights_commands
+from tinyzoo.commands import (
+    adapt_commands,
+    data_commands,
+    eval_commands,
+    fidelity_commands,
+    recipe_commands,
+    registry_commands,
+    train_commands,
+    weights_commands,
+)
 from tinyzoo.console import TinyzooGroup
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

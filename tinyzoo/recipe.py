@@ -16,13 +16,12 @@ import math
 import re
 import sys
 import types
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import (
     Any,
     Literal,
-    Mapping,
-    Sequence,
     Union,
     get_args,
     get_origin,
@@ -89,7 +88,7 @@ class ModelConfig:
     """The network and how it is adapted (the arguments of ``tinyzoo.create``)."""
 
     arch: str = _f(doc="registered architecture name, or timm:<model>")
-    stem: StemMode = _f("keep", "stem adapter: keep the native stem, small (3x3/1 for 56x56 crops), or resize (upsample the input)")
+    stem: StemMode = _f("keep", "stem adapter: keep the native stem, small (native interior sizes at 56x56), small-up2 (the stem's strides only, input upsampled 2x), or resize (upsample the input)")
     classes: int = _f(200, "number of output classes", min=1)
     head_init: HeadInit | None = _f(None, "new head: wnid (the pretrained head's rows for the classes) or random (Kaiming); unset = wnid where possible")
     kernel_resize: KernelResize | None = _f(None, "how the first conv's kernels are resampled for stem small: bicubic (Kim) or pi/pinv (pseudo-inverse, FlexiViT); unset = the family's measured default (docs/fidelity.md)")

@@ -38,7 +38,7 @@ class Registry:
 
     # -- building ------------------------------------------------------------------
     @classmethod
-    def collect(cls, host: PluginHost) -> "Registry":
+    def collect(cls, host: PluginHost) -> Registry:
         """Call every plugin's registration hooks and merge what each registered (built-ins first)."""
         contributions: dict[str, list[tuple[str, Any]] | None] = {}
         for kind, (hook_name, spec_type) in KINDS.items():

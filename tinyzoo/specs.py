@@ -21,7 +21,8 @@ IMAGE_SIZE = 64  # Tiny ImageNet's images are 64x64
 CROP_SIZE = 56  # the training crop of most reports (Kim); --stem small adapts networks to it
 
 # The allowed values of the adapter choices; recipes, the CLI and the adapters all read these.
-StemMode = Literal["keep", "small", "resize"]
+# small-up2: only the stem's strides removed, the input upsampled 2x (tinyzoo.surgery.timm_geometry).
+StemMode = Literal["keep", "small", "small-up2", "resize"]
 HeadInit = Literal["wnid", "random"]
 KernelResize = Literal["bicubic", "pi", "pinv"]  # "pinv" is another spelling of "pi"
 ResizeMode = Literal["bicubic", "bilinear"]
@@ -43,7 +44,7 @@ CALIBRATION_IMAGES = 256  # images BatchNorm recalibration draws, unless told ot
 SOURCES = ("timm", "torchvision", "tinyzoo")
 # The adapter roles tinyzoo.create fills from its own arguments, and the order each runs in
 # (lower first). A plugin adds a step with a role of its own and an order of its choosing.
-ROLE_ORDERS = {"stem-small": 100, "head": 200, "convolutionize": 300, "resize": 400}
+ROLE_ORDERS = {"stem-small": 100, "stem-up2": 100, "head": 200, "convolutionize": 300, "resize": 400}
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ class WeightsSource:
     path: Path | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "WeightsSource":
+    def parse(cls, text: str) -> WeightsSource:
         """Parse ``text`` or raise a one-line :class:`TinyzooError` listing the accepted forms."""
         text = (text or "").strip()
         if not text:
@@ -79,7 +79,7 @@ class WeightsSource:
         raise TinyzooError(f"weights {text!r}: no such file or directory; expected {FORMS}")
 
     @classmethod
-    def resolve(cls, source: "str | WeightsSource | None", spec=None) -> "WeightsSource":
+    def resolve(cls, source: str | WeightsSource | None, spec=None) -> WeightsSource:
         """``source`` parsed; ``None`` means ``spec``'s default weights (``none`` when it has none)."""
         if isinstance(source, WeightsSource):
             return source
@@ -240,7 +240,7 @@ def torchvision_url(name: str) -> str:
 
 
 # -- the entry point ----------------------------------------------------------------------------
-def load_weights(source: "str | WeightsSource | None", spec=None, *, offline: bool | None = None) -> LoadedWeights:
+def load_weights(source: str | WeightsSource | None, spec=None, *, offline: bool | None = None) -> LoadedWeights:
     """The tensors named by ``source`` (``None``: ``spec``'s default weights), with their provenance.
 
     Hub and torchvision weights come from the cache when present; ``offline`` (or

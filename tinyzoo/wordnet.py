@@ -24,13 +24,13 @@ def _timm_info_file(name: str) -> Path:
     spec = importlib.util.find_spec("timm")  # locates the package without running its __init__
     if spec is None or not spec.submodule_search_locations:
         raise TinyzooError(f"timm is not installed; tinyzoo reads the ImageNet class list from timm/data/_info/{name}")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "_info" / name
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "_info" / name
     if not path.is_file():
         raise TinyzooError(f"{path} not found: this timm has no ImageNet class list; install timm>=1.0")
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def imagenet_wnids() -> tuple[str, ...]:
     """The 1000 ImageNet-1k WordNet ids in class-index order (index i is logit i of a 1000-way head)."""
     path = _timm_info_file(IMAGENET_SYNSETS)
@@ -40,12 +40,12 @@ def imagenet_wnids() -> tuple[str, ...]:
     return wnids
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _imagenet_positions() -> dict[str, int]:
     return {wnid: i for i, wnid in enumerate(imagenet_wnids())}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _lemmas() -> dict[str, str]:
     path = _timm_info_file(IMAGENET_LEMMAS)
     names = {}

@@ -6,8 +6,6 @@ Each measurement is a fresh interpreter (cold imports, warm disk cache); the med
 
 from __future__ import annotations
 
-from doc_section import write_section  # noqa: E402  (tests/benchmarks is sys.path[0])
-
 import argparse
 import os
 import statistics
@@ -15,6 +13,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from doc_section import write_section
 
 COMMANDS = {
     "tinyzoo list": [sys.executable, "-m", "tinyzoo", "list"],

@@ -18,8 +18,6 @@ down). Not collected by pytest. ``--doc`` replaces the ``## Training`` section o
 
 from __future__ import annotations
 
-from doc_section import write_section  # noqa: E402  (tests/benchmarks is sys.path[0])
-
 import argparse
 import json
 import platform
@@ -30,6 +28,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from doc_section import write_section
 
 import tinyzoo.adapt as adapt
 from tinyzoo.data.augment import Pipeline
@@ -185,7 +184,7 @@ def main() -> None:
         "| model | bare, channels_last | Trainer default (channels_last) | bare, bf16 autocast (`run.amp = \"bf16\"`) |",
         "|---|---|---|---|",
     ]
-    for label, batch, best in rows:
+    for label, _batch, best in rows:
         lines.append(
             f"| {label} | {best['bare_cl'] / best['bare']:.2f}x | **{best['trainer_cl'] / best['bare']:.2f}x** | {best['bf16'] / best['bare']:.2f}x |"
         )

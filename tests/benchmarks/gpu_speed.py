@@ -53,7 +53,7 @@ def data_rate(split, device: torch.device, batch: int, config: dict, *, resident
     synchronize(device)
     count, start = 0, time.perf_counter()
     loader.set_epoch(1)
-    for number, (images, targets) in enumerate(loader):
+    for number, (_images, targets) in enumerate(loader):
         count += len(targets)
         if max_batches is not None and number + 1 >= max_batches:
             break

@@ -29,7 +29,6 @@ from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
-
 from gpu_speed import synchronize
 
 TRAIN_IMAGES, VAL_IMAGES = 100_000, 10_000

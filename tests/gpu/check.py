@@ -193,9 +193,8 @@ def read_junit(path: Path) -> list[dict]:
 
 
 def data(check: Check) -> dict:
-    from gpu_speed import CROP_FLIP, CUTMIX, KIM_AUGMENT, data_rate, generated_split
-
     import torch
+    from gpu_speed import CROP_FLIP, CUTMIX, KIM_AUGMENT, data_rate, generated_split
 
     device = device_of(check)
     if device.type == "cuda":

@@ -10,7 +10,7 @@ import os
 
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's requirement for deterministic results
 
-import torch  # noqa: E402
+import torch
 
 torch.use_deterministic_algorithms(True, warn_only=True)
 

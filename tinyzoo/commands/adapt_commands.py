@@ -7,8 +7,7 @@ import json
 import click
 
 from tinyzoo.console import print_json, print_table
-from tinyzoo.specs import BN_RECALIBRATIONS, CALIBRATION_IMAGES, HEAD_INITS, KERNEL_RESIZES
-
+from tinyzoo.specs import BN_RECALIBRATIONS, CALIBRATION_IMAGES, HEAD_INITS, KERNEL_RESIZES, STEM_MODES
 
 
 def parse_option(text: str) -> tuple[str, object]:
@@ -27,8 +26,9 @@ def parse_option(text: str) -> tuple[str, object]:
 
 @click.command("adapt")
 @click.argument("arch")
-@click.option("--stem", type=click.Choice(["keep", "small", "resize"]), default="keep", show_default=True,
-              help="keep the stem, shrink it for 56x56 input (small), or upsample the input (resize).")
+@click.option("--stem", type=click.Choice(STEM_MODES), default="keep", show_default=True,
+              help="keep the stem, shrink it for 56x56 input (small), remove only the stem's strides and "
+                   "upsample 2x (small-up2), or upsample the input (resize). `tinyzoo info ARCH` lists ARCH's.")
 @click.option("--classes", type=click.IntRange(min=1), default=None,
               help="Head size (default: the number of wnids, else 200).")
 @click.option("--wnids", "wnids", type=click.Path(dir_okay=False), default=None,

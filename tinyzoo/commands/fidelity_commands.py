@@ -8,7 +8,6 @@ from tinyzoo.console import print_json, print_table
 from tinyzoo.specs import FIDELITY_BN_CHOICES, PHOTO_VIEWS
 
 
-
 @click.command("fidelity")
 @click.argument("arch")
 @click.option("--photos", "photos_dir", required=True, type=click.Path(),

@@ -72,8 +72,8 @@ def train_command(name, data, out, sets, resume, device, epochs_scale, cache_dir
 
 def resumed_settings(run: Path, options: dict):
     """The run's recipe and the settings it started with; options given on the command line win."""
-    from tinyzoo.recipe import load_recipe
     from tinyzoo.cpu_threads import environment_threads
+    from tinyzoo.recipe import load_recipe
     from tinyzoo.train.trainer import TrainSettings
 
     settings = TrainSettings.for_resume(run, **options)
@@ -83,8 +83,8 @@ def resumed_settings(run: Path, options: dict):
 
 def fresh_settings(name: str | None, sets, out: Path | None, epochs_scale: float, options: dict):
     """The recipe NAME with its --set overrides, and settings for a new run (the sample dataset without --data)."""
-    from tinyzoo.recipe import load_recipe
     from tinyzoo.cpu_threads import environment_threads
+    from tinyzoo.recipe import load_recipe
     from tinyzoo.train.rundir import RunDir, default_run_dir
     from tinyzoo.train.trainer import TrainSettings
 

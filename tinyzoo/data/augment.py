@@ -299,7 +299,7 @@ class Pipeline:
 
     def _eval_view(self, images: torch.Tensor):
         """The deterministic view: center crop, or the whole image resized to ``crop``."""
-        n, h, w, _ = images.shape
+        _n, h, w, _ = images.shape
         c = self.crop
         pixel_mean = None
         source = None

@@ -116,7 +116,7 @@ def download(target: str | os.PathLike, *, url: str = TINY_IMAGENET_URL, digest:
 # -- fetching ----------------------------------------------------------------------------------
 def fetch(url: str, part: Path, *, attempts: int = ATTEMPTS, timeout: float = TIMEOUT) -> None:
     """Bring ``url`` into ``part`` completely: up to ``attempts`` tries, each resuming the last."""
-    for attempt in range(1, attempts + 1):
+    for _attempt in range(1, attempts + 1):
         try:
             fetch_once(url, part, timeout)
             return

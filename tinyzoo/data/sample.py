@@ -38,7 +38,7 @@ def imagenet_classes() -> list[tuple[str, str]]:
     if spec is None or not spec.submodule_search_locations:
         # timm is a dependency; without it, made-up ids keep the sample usable
         return [(f"n{90000000 + i:08d}", f"class {i}") for i in range(1000)]
-    info = Path(list(spec.submodule_search_locations)[0]) / "data" / "_info"
+    info = Path(next(iter(spec.submodule_search_locations))) / "data" / "_info"
     wnids = (info / "imagenet_synsets.txt").read_text().split()
     lemmas = {}
     for line in (info / "imagenet_synset_to_lemma.txt").read_text().splitlines():

@@ -63,7 +63,7 @@ def majority_vote(member_probs: list, fallback_probs) -> VoteResult:
     fallback_probs = np.asarray(fallback_probs, dtype=np.float64)
     if fallback_probs.shape != stack.shape[1:]:
         raise TinyzooError(f"fallback scores have shape {fallback_probs.shape}, the members {stack.shape[1:]}")
-    num_members, num_images, num_classes = stack.shape
+    _num_members, num_images, num_classes = stack.shape
     votes = np.zeros((num_images, num_classes), dtype=np.float64)
     for member in stack:
         votes[np.arange(num_images), member.argmax(axis=1)] += 1

@@ -62,7 +62,7 @@ class Variant:
 
 def variants_for(spec, *, bn=FIDELITY_BN_CHOICES, patterns=()) -> list[Variant]:
     """Every adapter variant ``spec`` supports (its ``stems``: ``keep``; ``resize`` per mode;
-    ``small`` per kernel resampling), each with the BatchNorm choices in ``bn``; only names
+    ``small`` and ``small-up2`` per kernel resampling), each with the BatchNorm choices in ``bn``; only names
     matching one of ``patterns`` (shell-style) when given."""
     from tinyzoo.specs import RESIZE_MODES
     from tinyzoo.surgery.kernels import METHODS
@@ -73,8 +73,8 @@ def variants_for(spec, *, bn=FIDELITY_BN_CHOICES, patterns=()) -> list[Variant]:
             adapters.append(("keep", {"stem": "keep"}))
         elif stem == "resize":
             adapters += [(f"resize/{mode}", {"stem": "resize", "resize_mode": mode}) for mode in RESIZE_MODES]
-        elif stem == "small":
-            adapters += [(f"small/{method}", {"stem": "small", "kernel_resize": method}) for method in METHODS]
+        elif stem in ("small", "small-up2"):
+            adapters += [(f"{stem}/{method}", {"stem": stem, "kernel_resize": method}) for method in METHODS]
     variants = []
     for name, options in adapters:
         for choice in bn:

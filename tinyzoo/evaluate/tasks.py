@@ -161,9 +161,9 @@ def predict_images(source, paths: list, *, topk: int = 5, views: str = "center",
     """``tinyzoo predict``: for each image file, its ``topk`` classes (rank, wnid, name, probability).
     Images that are not 64x64 are resized to it first (bicubic), as the dataset cache does."""
     from tinyzoo import preprocess as preprocessing
+    from tinyzoo.cpu_threads import configure_for
     from tinyzoo.data.layout import read_image
     from tinyzoo.evaluate import metrics
-    from tinyzoo.cpu_threads import configure_for
     from tinyzoo.evaluate.predictions import model_classes, run_model
 
     configure_for(device)  # on the CPU: the cores idle now

@@ -350,6 +350,8 @@ class ConvolutionizedNet(nn.Module):
             raise TinyzooError(f"unknown score-map pooling {pool!r}; choose one of: {', '.join(POOLS)}")
         for name, layer in layers.items():
             self.add_module(name, layer)
+        # The chain is fixed here: a module added later (``input_resize``, run by a pre-hook) is not a layer of it.
+        self.chain = tuple(layers)
         self.pool = pool
         self.input_size = input_size
         self.head_start = head_start
@@ -372,11 +374,15 @@ class ConvolutionizedNet(nn.Module):
         height, width = x.shape[-2:]
         if self.min_input_size and (height < self.min_input_size[0] or width < self.min_input_size[1]):
             raise self._too_small(height, width)
-        for name, layer in self.named_children():
+        for name, layer in self.layers():
             if name == self.head_start and (x.shape[-2] < self.head_needs[0] or x.shape[-1] < self.head_needs[1]):
                 raise self._too_small(height, width, tuple(x.shape[-2:]))
             x = layer(x)
         return x
+
+    def layers(self) -> list[tuple[str, nn.Module]]:
+        """The chain's ``(name, layer)`` pairs, in order."""
+        return [(name, getattr(self, name)) for name in self.chain]
 
     def forward(self, x: Tensor) -> Tensor:
         """Class scores ``(B, C)``: the score map averaged (or maxed) over its positions."""
@@ -390,7 +396,7 @@ class ConvolutionizedNet(nn.Module):
 def _trunk_map_size(net: ConvolutionizedNet, size: tuple[int, int], channels: int) -> tuple[int, int] | None:
     """The map size entering ``net.head_start`` for an input of ``size``, computed on the meta device."""
     trunk = OrderedDict()
-    for name, layer in net.named_children():
+    for name, layer in net.layers():
         if name == net.head_start:
             break
         trunk[name] = layer
@@ -429,7 +435,7 @@ def _min_input_size(net: ConvolutionizedNet, channels: int) -> tuple[int, int] |
 def _watched(name: str, path: set[str], head: str) -> bool:
     # The chain checks compare the children of the containers on the path and in the head.
     parent = name.rpartition(".")[0]
-    return name in path or parent in path or bool(head) and (name == head or name.startswith(f"{head}."))
+    return name in path or parent in path or (bool(head) and (name == head or name.startswith(f"{head}.")))
 
 
 def _classifier_path(model: nn.Module, classifier: str) -> str:
@@ -504,8 +510,15 @@ def adapt_convolutionize(model: nn.Module, spec, *, input_size: int, pool: str =
     ``input_size`` is the size at which the result equals the original exactly (the adapted
     size: 56 after ``stem small``). Linear weights keep their keys and values, reshaped.
     """
+    from tinyzoo.surgery.resize import attach_input_resize, detach_input_resize
+
     before = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    net = convolutionize(model, spec.classifier or "", input_size, pool=pool)
+    # An input layer (stem small-up2) stays in front: the classifier is taken at the size behind it.
+    resize = detach_input_resize(model)
+    inner = resize.output_size(input_size) if resize is not None else input_size
+    net = convolutionize(model, spec.classifier or "", inner, pool=pool)
+    if resize is not None:
+        attach_input_resize(net, resize)
     changes = Changes()
     for key, value in net.state_dict().items():
         if key in before and tuple(value.shape) != before[key]:

@@ -49,6 +49,8 @@ def out_size(layer: nn.Module) -> int:
         return layer.out_features
     if isinstance(layer, nn.Conv2d):
         return layer.out_channels
+    if isinstance(layer, nn.Identity):
+        return 0  # a headless model (timm num_classes=0, e.g. DINOv2)
     raise TinyzooError(f"a classifier must be nn.Linear or nn.Conv2d (a 1x1 conv head), not {type(layer).__name__}")
 
 
@@ -89,8 +91,11 @@ def _replace(model: nn.Module, path: str, classes: int, init: str, rows, changes
     old = get_module(model, path, what)
     if init == "keep":
         return
-    new = new_head_layer(old, classes, rows if init == "wnid" else None)
-    set_module(model, path, new)
+    if isinstance(old, nn.Identity):
+        new = _headless(model, path, classes)
+    else:
+        new = new_head_layer(old, classes, rows if init == "wnid" else None)
+        set_module(model, path, new)
     for name, _ in new.named_parameters():
         key = f"{path}.{name}"
         if init == "wnid":
@@ -98,6 +103,24 @@ def _replace(model: nn.Module, path: str, classes: int, init: str, rows, changes
         else:
             how = "Kaiming normal (fan-in)" if name == "weight" else "zeros"
             changes.init(key, f"{classes}-way head, {how}")
+
+
+def _headless(model: nn.Module, path: str, classes: int) -> nn.Module:
+    """A headless timm model (``num_classes=0``) given a ``classes``-way head by its own
+    ``reset_classifier``, Kaiming normal, zero bias; returns the new layer."""
+    reset = getattr(model, "reset_classifier", None)
+    if reset is None:
+        raise TinyzooError(f"classifier {path!r} is an Identity and {type(model).__name__} has no reset_classifier to make a head")
+    reset(classes)
+    new = get_module(model, path, "classifier")
+    if not isinstance(new, nn.Linear):
+        raise TinyzooError(f"{type(model).__name__}.reset_classifier made a {type(new).__name__} at {path!r}, not a Linear head")
+    if not new.weight.is_meta:
+        with torch.no_grad():
+            nn.init.kaiming_normal_(new.weight, mode="fan_in", nonlinearity="relu")
+            if new.bias is not None:
+                nn.init.zeros_(new.bias)
+    return new
 
 
 def _drop_branch(model: nn.Module, path: str, changes: Changes) -> str:
@@ -108,6 +131,20 @@ def _drop_branch(model: nn.Module, path: str, changes: Changes) -> str:
         changes.remove(f"{branch}.{key}", "auxiliary classifier dropped (aux=drop)")
     setattr(model, branch, None)
     return branch
+
+
+def _check_runs_without(model: nn.Module, spec, dropped: list[str]) -> None:
+    """Refuse ``aux=drop`` when the forward needs the dropped branches (a distilled DeiT averages
+    its two heads: ``head_dist`` is part of every prediction, not an auxiliary output)."""
+    from tinyzoo.surgery.meta_trace import meta_forward
+
+    try:
+        meta_forward(model, spec.input_size)
+    except Exception:
+        raise TinyzooError(
+            f"option aux=drop: {spec.name!r} uses {', '.join(dropped)} in every prediction (a distillation head, "
+            "not an auxiliary classifier); keep it with aux=adapt"
+        ) from None
 
 
 def adapt_head(
@@ -142,6 +179,7 @@ def adapt_head(
         if dropped and hasattr(model, "aux_logits"):
             model.aux_logits = False  # the library's own flag: no auxiliary outputs any more
         if dropped:
+            _check_runs_without(model, spec, dropped)
             changes.note(f"auxiliary classifiers dropped: {', '.join(dropped)}")
     else:
         for path in spec.aux_classifiers:

@@ -24,6 +24,13 @@ Two methods, for a weight of shape ``(out, in, kh, kw)`` going to ``(out, in, nh
 
     The filter's response to a resized patch therefore equals the old filter's response to the
     original patch; ``rescale`` has no meaning here and is ignored.
+
+Down to ``1 x 1`` (a 4x4/4 patchify stem made 1x1/1) both methods give the **sum over the
+patch**: a single tap keeps no shape, only the response to flat input. For ``pi`` that is the
+pseudo-inverse of the area (box) resize, whose row space is the constant patch, so the
+response to a constant patch is exact; for ``bicubic`` it is the patch mean times the area
+ratio (the mean alone with ``rescale=False``). Bicubic interpolation to one pixel would
+sample only the patch centre.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from tinyzoo.errors import TinyzooError
 from tinyzoo.specs import KERNEL_RESIZES
@@ -193,6 +200,11 @@ def resample_kernel(
     kh, kw = weight.shape[-2:]
     nh, nw = new_size
     source = weight.detach()
+    if (nh, nw) == (1, 1):
+        # One tap: the box resize (the patch mean); its pseudo-inverse and the rescaled mean are the sum.
+        scale = float(kh * kw) if method == "pi" or rescale else 1.0
+        new = (source.double().mean(dim=(-2, -1), keepdim=True) * scale).to(weight.dtype)
+        return new, kernel_stats(source, new, method, scale if method == "bicubic" else 1.0)
     if method == "bicubic":
         # Half precision has no CPU bicubic kernel everywhere; float32 is exact enough.
         work = source if source.dtype in (torch.float32, torch.float64) else source.float()
@@ -208,3 +220,34 @@ def resample_kernel(
         flat = source.reshape(-1, kh * kw).double()
         new = (flat @ solve.T).reshape(*source.shape[:2], nh, nw).to(weight.dtype)
     return new, kernel_stats(source, new, method, scale)
+
+
+def resampled_conv(
+    conv: nn.Conv2d, kernel: int, stride: int, padding: int, method: str = "bicubic"
+) -> tuple[nn.Conv2d, dict | None]:
+    """A new ``kernel x kernel`` conv with ``stride`` and ``padding`` whose weight is ``conv``'s
+    resampled by ``method`` (``bicubic`` with rescaling, or ``pi``); bias copied.
+
+    Returns the conv and the kernel stats as a dict (``None`` when the size is unchanged and
+    the weight is shared as it is). ``conv`` is not modified.
+    """
+    if not isinstance(conv, nn.Conv2d):
+        raise TinyzooError(f"stem small needs a single nn.Conv2d as first conv, found {type(conv).__name__}")
+    if conv.groups != 1 or conv.dilation != (1, 1):
+        raise TinyzooError("stem small resamples only plain convolutions (groups=1, dilation=1)")
+    weight = conv.weight
+    new = nn.Conv2d(
+        conv.in_channels, conv.out_channels, kernel, stride, padding,
+        bias=conv.bias is not None, padding_mode=conv.padding_mode, device=weight.device, dtype=weight.dtype,
+    )
+    stats = None
+    if tuple(weight.shape[-2:]) == (kernel, kernel):
+        new.weight = conv.weight
+    else:
+        values, kernel_stats = resample_kernel(weight.detach(), kernel, method, rescale=True)
+        new.weight = nn.Parameter(values.contiguous(), requires_grad=weight.requires_grad)
+        stats = kernel_stats.to_dict() if not weight.is_meta else None
+    if conv.bias is not None:
+        new.bias = conv.bias
+    new.train(conv.training)
+    return new, stats

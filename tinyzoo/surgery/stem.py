@@ -11,8 +11,12 @@ trained on. One adapter per family (the table of ``docs/adapters.md``):
 - VGG: the first two max-pools removed (no kernel changes): 56 ... 7;
 - Inception-v3: every stride of the stem set to 1 (no kernel changes): 46/22/10 at 56 input
   against 35/17/8 at 299, the closest whole-stride geometry that still feeds the auxiliary head;
-- timm ViT: patches 16 -> 4 (patch embedding resampled), 14x14 tokens at 56: position
-  embeddings unchanged.
+- SqueezeNet 1.1: 3x3/2 first conv -> 3x3/1 (unpadded, as it was), first max-pool removed:
+  54 after the stem (native 55), then 27 and 13 as at 224.
+
+``timm:<name>`` specs name no stem layers; for them the ResNet/DenseNet and VGG adapters apply
+the generic rule of :mod:`tinyzoo.surgery.timm_geometry` (which covers ``resnetrs*`` and
+``resnetblur*`` stems too), and transformers go through :mod:`tinyzoo.surgery.patch_stem`.
 
 Every adapter here takes ``(model, spec, *, kernel_resize)`` and returns the model (changed in
 place) and a :class:`~tinyzoo.adapt_report.Changes`. Layer names come from the spec.
@@ -26,42 +30,10 @@ from tinyzoo.adapt_report import Changes
 from tinyzoo.errors import TinyzooError
 from tinyzoo.specs import CROP_SIZE
 from tinyzoo.surgery.head import get_module, set_module
+from tinyzoo.surgery.kernels import resampled_conv
 
-# Stem pools of timm's own models, for timm:<name> specs (the catalog names only first_conv/classifier).
-TIMM_STEM_POOLS = {"resnet": ("maxpool",), "densenet": ("features.pool0",), "inception": ("Pool1", "Pool2")}
-
-
-def resampled_conv(
-    conv: nn.Conv2d, kernel: int, stride: int, padding: int, method: str = "bicubic"
-) -> tuple[nn.Conv2d, dict | None]:
-    """A new ``kernel x kernel`` conv with ``stride`` and ``padding`` whose weight is ``conv``'s
-    resampled by ``method`` (``bicubic`` with rescaling, or ``pi``); bias copied.
-
-    Returns the conv and the kernel stats as a dict (``None`` when the size is unchanged and
-    the weight is shared as it is). ``conv`` is not modified.
-    """
-    if not isinstance(conv, nn.Conv2d):
-        raise TinyzooError(f"stem small needs a single nn.Conv2d as first conv, found {type(conv).__name__}")
-    if conv.groups != 1 or conv.dilation != (1, 1):
-        raise TinyzooError("stem small resamples only plain convolutions (groups=1, dilation=1)")
-    weight = conv.weight
-    new = nn.Conv2d(
-        conv.in_channels, conv.out_channels, kernel, stride, padding,
-        bias=conv.bias is not None, padding_mode=conv.padding_mode, device=weight.device, dtype=weight.dtype,
-    )
-    stats = None
-    if tuple(weight.shape[-2:]) == (kernel, kernel):
-        new.weight = conv.weight
-    else:
-        from tinyzoo.surgery.kernels import resample_kernel
-
-        values, kernel_stats = resample_kernel(weight.detach(), kernel, method, rescale=True)
-        new.weight = nn.Parameter(values.contiguous(), requires_grad=weight.requires_grad)
-        stats = kernel_stats.to_dict() if not weight.is_meta else None
-    if conv.bias is not None:
-        new.bias = conv.bias
-    new.train(conv.training)
-    return new, stats
+# Stem pools of timm's Inception-v3, for the timm:inception_v3 spec (the catalog names only first_conv/classifier).
+TIMM_STEM_POOLS = {"inception": ("Pool1", "Pool2")}
 
 
 def replace_first_conv(
@@ -83,9 +55,6 @@ def replace_first_conv(
 def stem_pools(model: nn.Module, spec, count: int | None = None) -> tuple[str, ...]:
     """The spec's stem pools, or timm's names for the family when a timm:<name> spec has none."""
     paths = tuple(spec.stem_pools) or TIMM_STEM_POOLS.get(spec.family, ())
-    if not paths and spec.family == "vgg":
-        # timm VGG variants differ in depth; their stem is the first two blocks, each ending in a max-pool.
-        paths = tuple(n for n, m in model.named_modules() if isinstance(m, nn.MaxPool2d))[:2]
     if count is not None:
         paths = paths[:count]
     for path in paths:
@@ -113,7 +82,12 @@ def _conv_stem(model, spec, kernel_resize, *, keep_pools: bool) -> tuple[nn.Modu
 
 
 def small_stem_resnet(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
-    """ResNet/ResNeXt/WRN/DenseNet: 3x3/1 first conv resampled from the 7x7/2, stem max-pool removed."""
+    """ResNet/ResNeXt/WRN/DenseNet: 3x3/1 first conv resampled from the 7x7/2, stem max-pool removed.
+    A ``timm:<name>`` spec (no stem pools named) gets the generic timm rule instead."""
+    if not spec.stem_pools:
+        from tinyzoo.surgery.timm_stems import small_stem_timm
+
+        return small_stem_timm(model, spec, kernel_resize=kernel_resize)
     return _conv_stem(model, spec, kernel_resize, keep_pools=False)
 
 
@@ -128,7 +102,12 @@ def small_stem_alexnet(model: nn.Module, spec, *, kernel_resize: str = "bicubic"
 
 
 def small_stem_vgg(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
-    """VGG: the first two max-pools removed; 56x56 input then reaches the first FC at 7x7."""
+    """VGG: the first two max-pools removed; 56x56 input then reaches the first FC at 7x7.
+    A ``timm:<name>`` spec (no stem pools named) gets the generic timm rule, which does the same."""
+    if not spec.stem_pools:
+        from tinyzoo.surgery.timm_stems import small_stem_timm
+
+        return small_stem_timm(model, spec, kernel_resize=kernel_resize)
     changes = Changes(input_size=CROP_SIZE)
     remove_pools(model, stem_pools(model, spec, 2), changes)
     return model, changes
@@ -152,76 +131,29 @@ def small_stem_inception(model: nn.Module, spec, *, kernel_resize: str = "bicubi
     return model, changes
 
 
-def small_stem_vit(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
-    """timm ViT: patches shrunk so 56x56 input gives the native token grid (16 -> 4 at 224).
-
-    The patch embedding is resampled by ``kernel_resize`` (``pi`` is the FlexiViT choice, the
-    method of timm's ``resample_patch_embed``); position embeddings are untouched. Other input
-    sizes work too: the model is switched to timm's dynamic image size, which interpolates the
-    position embeddings for grids other than the native one.
-    """
+def small_stem_squeezenet(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
+    """SqueezeNet 1.1: the 3x3/2 first conv at stride 1 (unpadded, kernel kept) and the first max-pool
+    removed: 56 px input gives 54 after the stem (native 55), then 27 and 13 as 224 px does."""
     changes = Changes(input_size=CROP_SIZE)
-    embed = getattr(model, "patch_embed", None)
-    if embed is None or not isinstance(getattr(embed, "proj", None), nn.Conv2d) or not hasattr(model, "set_input_size"):
-        raise TinyzooError(f"{spec.name!r} has no timm patch_embed.proj convolution and set_input_size(); stem small for ViTs needs both")
-    grid = tuple(embed.grid_size)
-    if grid[0] != grid[1] or CROP_SIZE % grid[0]:
-        raise TinyzooError(
-            f"{spec.name!r} has a {grid[0]}x{grid[1]} token grid; {CROP_SIZE} px input cannot keep it with whole-pixel patches "
-            f"(works when {CROP_SIZE} is a multiple of the grid, e.g. patch 16 at 224)"
-        )
-    patch = CROP_SIZE // grid[0]
-    replace_first_conv(model, spec.first_conv or "patch_embed.proj", patch, patch, 0, kernel_resize, changes)
-    # timm's own resize: patch size, image size and grid. The kernel is already patch x patch, so
-    # the resample it runs (resample_patch_embed) keeps the values this adapter chose; the new
-    # Conv2d it builds must not draw from the caller's random numbers (a random head comes next).
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        model.set_input_size(img_size=(CROP_SIZE, CROP_SIZE), patch_size=(patch, patch))
-    _dynamic_img_size(model)
-    changes.note(f"patches {patch}x{patch}: {grid[0]}x{grid[1]} tokens at {CROP_SIZE} px, position embeddings unchanged")
+    replace_first_conv(model, spec.first_conv, 3, 1, 0, kernel_resize, changes)
+    remove_pools(model, stem_pools(model, spec, 1), changes)
     return model, changes
 
 
-def _dynamic_img_size(model: nn.Module) -> None:
-    """What timm's ``VisionTransformer(dynamic_img_size=True)`` sets up, on a built model.
-
-    timm offers it only as a constructor argument (no setter; set_input_size keeps a fixed
-    size), and the adapter runs on a built network, so it sets the four attributes that
-    argument sets: 64x64 input then gives 16x16 tokens with interpolated position embeddings.
-    """
-    from timm.layers import Format
-
-    embed = model.patch_embed
-    embed.strict_img_size = False
-    embed.flatten = False
-    embed.output_fmt = Format.NHWC
-    model.dynamic_img_size = True
-
-
-def stage_sizes(model: nn.Module, stages, input_size: int, *, channels: int = 3) -> dict[str, tuple[int, ...]]:
+def stage_sizes(model: nn.Module, stages, input_size: int) -> dict[str, tuple[int, ...]]:
     """The output shape (without batch) of each module named in ``stages`` for one
     ``input_size`` x ``input_size`` input, computed on the meta device (no arithmetic, no copy
     of the model). Used by the geometry tests and docs/make_geometry_figure.py.
     """
-    import torch
+    from tinyzoo.surgery.meta_trace import meta_forward
 
     found: dict[str, tuple[int, ...]] = {}
-    handles = []
 
     def hook(name):
         def record(module, args, output):
             found.setdefault(name, tuple(output.shape[1:]))
         return record
 
-    for name in stages:
-        handles.append(get_module(model, name, "stages").register_forward_hook(hook(name)))
-    tensors = {k: torch.empty_like(v, device="meta") for k, v in model.state_dict(keep_vars=True).items()}
-    try:
-        with torch.no_grad():
-            torch.func.functional_call(model, tensors, (torch.empty(1, channels, input_size, input_size, device="meta"),))
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooks = [(get_module(model, name, "stages"), None, hook(name)) for name in stages]
+    meta_forward(model, input_size, hooks)
     return {name: found[name] for name in stages if name in found}
