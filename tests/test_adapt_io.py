@@ -130,7 +130,7 @@ def test_cli_json_and_bad_wnids_line(tmp_path):
     assert result.exit_code == 1 and f"{wnids}:2: 'n0144' is not a WordNet id" in result.output
     wnids.write_text("n01440764\nn01443537\n")
     result = CliRunner().invoke(cli_group, ["adapt", "squeezenet1_1", "--wnids", str(wnids), "--weights", "none", "--out", str(tmp_path / "d"), "--json"])
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["config"]["wnids"] == ["n01440764", "n01443537"] and data["config"]["names"][0].startswith("tench")
     assert data["report"]["counts"]["new"]["tensors"] == 2
 

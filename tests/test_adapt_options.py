@@ -98,7 +98,7 @@ def test_the_cli_takes_the_new_stem_and_writes_the_model(tmp_path, weights):
     result = CliRunner().invoke(cli_group, ["adapt", NAME, "--stem", "small-up2", "--kernel-resize", "pi",
                                             "--weights", str(source), "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["config"]["stem"] == "small-up2" and [a["name"] for a in data["config"]["adapters"]] == ["stem-up2-timm", "head"]
     again = tinyzoo.load(out)
     x = torch.randn(1, 3, 64, 64)

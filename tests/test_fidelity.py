@@ -174,7 +174,7 @@ def test_fidelity_json_schema_and_plot(two_photos, lite0_weights, tmp_path):
     plot = tmp_path / "out" / "fidelity.png"
     result = fidelity_cli(ARCH, "--weights", lite0_weights, "--photos", two_photos, *QUICK, "--seed", 3, "--json", "--plot", plot)
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert {k: data[k] for k in ("architecture", "photos", "view", "input_size", "native_size", "crops_per_photo",
                                  "calibration_crops_per_photo", "seed", "bootstrap", "confidence", "val_images", "teacher_val_top1")} == {
         "architecture": ARCH, "photos": ["chelsea.png", "coffee.png"], "view": "full", "input_size": 64, "native_size": 224,
@@ -195,7 +195,7 @@ def test_fidelity_json_schema_and_plot(two_photos, lite0_weights, tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = fidelity_cli(ARCH, "--weights", lite0_weights, "--photos", two_photos, "--crops", 2, "--variant", "keep", "--bn", "none",
                          "--seed", 3, "--json")
-    assert json.loads(again.output)["variants"][0] == {**data["variants"][0], "seconds": json.loads(again.output)["variants"][0]["seconds"]}
+    assert json.loads(again.stdout)["variants"][0] == {**data["variants"][0], "seconds": json.loads(again.stdout)["variants"][0]["seconds"]}
 
 
 @pytest.mark.parametrize("make,message", [
@@ -223,7 +223,7 @@ def test_fidelity_with_data_reports_zero_shot_accuracy_through_the_wnid_head(two
     result = fidelity_cli(ARCH, "--weights", lite0_weights, "--photos", two_photos, "--crops", 1, "--variant", "keep",
                           "--bn", "none", "--data", tmp_path / "tiny", "--val-images", 5, "--json")
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["val_images"] == 5
     top1 = data["variants"][0]["val_top1"]
     assert 0 <= top1 <= 1 and round(top1 * 5) == top1 * 5  # a count of 5 images
