@@ -232,7 +232,8 @@ def _resolve_head(spec, classes, wnids, head_init, loaded, classifier_size):
 def _role_steps(spec, stem: str, kernel_resize: str, convolutionize: bool, head: dict[str, Any],
                 adapter_options: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """tinyzoo's adapter roles that create's arguments ask for, with their parameters."""
-    steps: dict[str, dict[str, Any]] = dict([stem_step(stem, kernel_resize, adapter_options)] if stem.startswith("small") else [])
+    step = stem_step(stem, kernel_resize, adapter_options)  # small and small-up2 have one
+    steps: dict[str, dict[str, Any]] = dict([step] if step is not None else [])
     if spec.classifier and (head["init"] != "keep" or spec.aux_classifiers):
         steps["head"] = head
     if convolutionize:
@@ -606,6 +607,7 @@ def restem(model, stem: str, *, kernel_resize: str | None = None):
         with torch.no_grad():
             model, changes = run_adapter(adapter, model, spec, params)
         tracker.apply(adapter.name, changes, model.state_dict())
+        assert adapter.order is not None  # AdapterSpec.__post_init__ always sets it
         position = next((i for i, a in enumerate(adapters) if getattr(_recorded(a), "order", 0) > adapter.order), len(adapters))
         adapters.insert(position, {"name": adapter.name, "params": params})
         input_size, notes = changes.input_size or input_size, changes.notes
