@@ -232,7 +232,8 @@ def _resolve_head(spec, classes, wnids, head_init, loaded, classifier_size):
 def _role_steps(spec, stem: str, kernel_resize: str, convolutionize: bool, head: dict[str, Any],
                 adapter_options: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """tinyzoo's adapter roles that create's arguments ask for, with their parameters."""
-    steps: dict[str, dict[str, Any]] = dict([stem_step(stem, kernel_resize, adapter_options)] if stem.startswith("small") else [])
+    step = stem_step(stem, kernel_resize, adapter_options)  # small and small-up2 have one
+    steps: dict[str, dict[str, Any]] = dict([step] if step is not None else [])
     if spec.classifier and (head["init"] != "keep" or spec.aux_classifiers):
         steps["head"] = head
     if convolutionize:
@@ -266,47 +267,31 @@ def create(
       ``wnids.txt`` path or a list of WordNet ids, in output order (a list may instead name a
       dataset's own classes, e.g. class folders that are not WordNet ids: the head is then random).
     - ``head_init``: ``wnid`` (the pretrained head's ImageNet-1k rows), ``random`` (Kaiming
-      normal), or ``None`` for the rule of docs/adapters.md (wnid when the weights carry an
-      ImageNet-1k head and every wnid is in it; the head kept when ``classes`` equals the
-      weights' head and no wnids are given; otherwise random).
+      normal), or ``None`` for the rule of docs/adapters.md ("The default rule").
     - ``kernel_resize``: ``bicubic`` or ``pi`` (``pinv``), for kernels that ``stem small``
-      resamples; ``None``: the family's measured default (``tinyzoo.surgery.kernels.default_kernel_resize``).
+      resamples; ``None``: the family's measured default.
     - ``convolutionize``: the classifier's Linear layers become convolutions.
     - ``weights``: a weights source (``None``: the architecture's default; ``"none"``: random),
       or a :class:`tinyzoo.weights.LoadedWeights` already read (to adapt one download several ways).
-    - ``recalibrate_bn``: ``plain`` or ``relative`` BatchNorm recalibration after the surgery
-      (:mod:`tinyzoo.surgery.batchnorm`) on ``calibration``, a
-      :class:`tinyzoo.data.photos.ImageViews` (``calibration_views(DIR, ...)`` reads a folder).
-    - ``options``: architecture options (the spec's ``options``) and adapter options
-      ``aux=adapt|drop``, ``resize_mode=bicubic|bilinear``.
+    - ``recalibrate_bn``: ``plain`` or ``relative`` BatchNorm recalibration after the surgery on
+      ``calibration``, a :class:`tinyzoo.data.photos.ImageViews`.
+    - ``options``: architecture options and adapter options ``aux=adapt|drop``, ``resize_mode=bicubic|bilinear``.
 
     The model carries ``model.tinyzoo_report`` (an :class:`AdaptationReport`) and
     ``model.tinyzoo_config`` (the dict :func:`save` writes as config.json).
     """
-    import torch
-
     from tinyzoo.registry import get_registry
-    from tinyzoo.surgery.head import get_module, out_size
 
     spec = get_registry().architecture(name)
     builder_options, adapter_options, wnid_list, classes = _check_arguments(spec, stem, classes, wnids, convolutionize, options)
     kernel_resize = resolve_kernel_resize(kernel_resize, spec)
     check_recalibration(recalibrate_bn, calibration, spec)
     loaded, model = _build(spec, builder_options, weights, offline)
-    classifier_size = out_size(get_module(model, spec.classifier, "classifier")) if spec.classifier else None
     tracker = ProvenanceTracker(model.state_dict())
-
     reference = _bn_reference(model, spec, loaded, recalibrate_bn, calibration)
-    init, rows, head_note = _resolve_head(spec, classes, wnid_list, head_init, loaded, classifier_size) if spec.classifier else ("keep", None, "")
-    head = {"classes": classes, "init": init, "rows": rows, "aux": adapter_options.get("aux", "adapt")}
+    head, head_note = _head_step(model, spec, classes, wnid_list, head_init, loaded, adapter_options.get("aux", "adapt"))
     steps = _role_steps(spec, stem, kernel_resize, convolutionize, head, adapter_options)
-
-    with torch.no_grad():
-        model, applied, notes, input_size = apply_plan(model, spec, adapter_plan(spec.family, steps), tracker)
-        if recalibrate_bn:
-            notes += _recalibrate(model, spec, tracker, recalibrate_bn, calibration, reference, stem)
-        tracker.check_copied(model.state_dict())
-    model.eval()
+    model, applied, notes, input_size = _apply(model, spec, steps, tracker, recalibrate_bn, calibration, reference, stem)
 
     report = AdaptationReport(
         architecture=spec.name, weights=loaded.describe(), adapters=applied, tensors=list(tracker.records.values()),
@@ -314,10 +299,37 @@ def create(
     )
     model.tinyzoo_report = report
     model.tinyzoo_config = adapted_config(
-        spec, loaded, report, options=builder_options, stem=stem, head_init=init, kernel_resize=kernel_resize,
+        spec, loaded, report, options=builder_options, stem=stem, head_init=head["init"], kernel_resize=kernel_resize,
         convolutionize=convolutionize, classes=classes, wnids=wnid_list, recalibration=calibration_record(recalibrate_bn, calibration),
     )
     return model
+
+
+def _head_step(model, spec, classes: int, wnids, head_init, loaded, aux: str) -> tuple[dict[str, Any], str]:
+    """The head adapter's parameters (``classes``, ``init``, ``rows``, ``aux``) and the report's note
+    on the choice (:func:`_resolve_head`); ``keep`` and no note for a network without a classifier."""
+    from tinyzoo.surgery.head import get_module, out_size
+
+    if not spec.classifier:
+        return {"classes": classes, "init": "keep", "rows": None, "aux": aux}, ""
+    classifier_size = out_size(get_module(model, spec.classifier, "classifier"))
+    init, rows, note = _resolve_head(spec, classes, wnids, head_init, loaded, classifier_size)
+    return {"classes": classes, "init": init, "rows": rows, "aux": aux}, note
+
+
+def _apply(model, spec, steps: dict[str, dict[str, Any]], tracker: ProvenanceTracker, recalibrate_bn, calibration, reference,
+           stem: str):
+    """Run the adapters for ``steps`` and then the BatchNorm recalibration, without gradients, and check that
+    every tensor reported as copied still holds its loaded values; ``(model, applied, notes, input_size)``,
+    the model in eval mode."""
+    import torch
+
+    with torch.no_grad():
+        model, applied, notes, input_size = apply_plan(model, spec, adapter_plan(spec.family, steps), tracker)
+        if recalibrate_bn:
+            notes += _recalibrate(model, spec, tracker, recalibrate_bn, calibration, reference, stem)
+        tracker.check_copied(model.state_dict())
+    return model.eval(), applied, notes, input_size
 
 
 def _recalibrate(model, spec, tracker: ProvenanceTracker, method: str, calibration, reference, stem: str) -> list[str]:
@@ -606,6 +618,7 @@ def restem(model, stem: str, *, kernel_resize: str | None = None):
         with torch.no_grad():
             model, changes = run_adapter(adapter, model, spec, params)
         tracker.apply(adapter.name, changes, model.state_dict())
+        assert adapter.order is not None  # AdapterSpec.__post_init__ always sets it
         position = next((i for i, a in enumerate(adapters) if getattr(_recorded(a), "order", 0) > adapter.order), len(adapters))
         adapters.insert(position, {"name": adapter.name, "params": params})
         input_size, notes = changes.input_size or input_size, changes.notes

@@ -151,7 +151,7 @@ class ProvenanceTracker:
         import torch
 
         for key, record in self.records.items():
-            if record.status != "copied":
+            if record.status != "copied" or record.source is None:  # a copied record always names its source
                 continue
             now, then = state_dict[key], self.base[record.source]
             if now.is_meta or then.is_meta:

@@ -20,7 +20,7 @@ class CommandError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click's stub makes exit_code a ClassVar; click reads it per instance
 
 
 def as_command_error(exc: TinyzooError) -> CommandError:

@@ -99,7 +99,7 @@ class PluginHost:
                 module=ep.value,
                 package=dist.metadata["Name"] if dist else None,
                 version=dist.version if dist else None,
-                builtin=bool(dist) and dist.metadata["Name"] == OWN_DIST,
+                builtin=dist is not None and dist.metadata["Name"] == OWN_DIST,
             )
             self.records[ep.name] = record
             if allowed is not None and ep.name not in allowed:

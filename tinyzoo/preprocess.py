@@ -137,6 +137,11 @@ class Preprocess:
         normalize = "imagenet" if (mean, std) == (IMAGENET_MEAN, IMAGENET_STD) else "custom"
         return cls(crop, resize_for(crop), config.get("interpolation") or "bilinear", normalize, mean, std)
 
+    @property
+    def view_side(self) -> int:
+        """The side of the square views the network gets: ``crop``, or the whole resized image."""
+        return self.crop if self.crop is not None else self.resize
+
     def with_crop(self, crop: int | None) -> Preprocess:
         """The same normalisation with views of side ``crop`` (resize chosen by :func:`resize_for`)."""
         if crop is None or crop == self.crop:
@@ -266,7 +271,7 @@ def _triple(value) -> tuple[float, float, float]:
         values = ()
     if len(values) != 3:
         raise TinyzooError(f"preprocess.mean and .std must be 3 numbers (R, G, B on the 0..1 scale), not {value!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def _unit(mean: tuple, std: tuple) -> tuple[tuple, tuple]:

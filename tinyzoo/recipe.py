@@ -283,9 +283,12 @@ def _parse_dataclass(cls: type, data: Any, path: str, source: str) -> Any:
     for name, f in fields.items():
         sub = _join(path, name)
         if name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if f.default is not dataclasses.MISSING:
+                values[name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                values[name] = f.default_factory()
+            else:
                 raise RecipeError(source, sub, f"missing; expected {_describe(hints[name])}")
-            values[name] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             continue
         value = _convert(data[name], hints[name], sub, source)
         _check_bounds(value, f, sub, source)
@@ -320,7 +323,7 @@ def _convert(value: Any, tp: Any, path: str, source: str) -> Any:
         if value not in get_args(tp) or isinstance(value, bool):
             raise RecipeError(source, path, f"must be one of {', '.join(map(str, get_args(tp)))}; got {_shown(value)}")
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _parse_dataclass(tp, value, path, source)
     if origin is list:
         if not isinstance(value, (list, tuple)):
@@ -561,6 +564,7 @@ def load_raw(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
     if spec.path is not None:
         data, source = read_toml(spec.path), spec.path
     else:
+        assert spec.data is not None  # a RecipeSpec holds exactly one of path and data
         data, source = copy.deepcopy(dict(spec.data)), f"recipe {spec.name!r} (plugin {spec.plugin})"
     data["name"] = spec.name  # the name it was asked for, and its run directory's
     return data, source

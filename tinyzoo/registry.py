@@ -17,7 +17,8 @@ from tinyzoo.errors import DuplicateNameError, UnknownNameError, one_line
 from tinyzoo.plugin_loader import PluginHost, get_host
 from tinyzoo.specs import AdapterSpec, ArchitectureSpec, RecipeSpec
 
-KINDS = {
+Spec = ArchitectureSpec | AdapterSpec | RecipeSpec
+KINDS: dict[str, tuple[str, type[Spec]]] = {
     "architecture": ("register_architectures", ArchitectureSpec),
     "adapter": ("register_adapters", AdapterSpec),
     "recipe": ("register_recipes", RecipeSpec),
@@ -34,7 +35,8 @@ class Registry:
         self.recipes: dict[str, RecipeSpec] = {}
 
     def table(self, kind: str) -> dict[str, Any]:
-        return {"architecture": self.architectures, "adapter": self.adapters, "recipe": self.recipes}[kind]
+        tables: dict[str, dict[str, Any]] = {"architecture": self.architectures, "adapter": self.adapters, "recipe": self.recipes}
+        return tables[kind]
 
     # -- building ------------------------------------------------------------------
     @classmethod
@@ -43,7 +45,8 @@ class Registry:
         contributions: dict[str, list[tuple[str, Any]] | None] = {}
         for kind, (hook_name, spec_type) in KINDS.items():
             for plugin in host.implementers(hook_name):
-                if contributions.setdefault(plugin, []) is None:
+                items = contributions.setdefault(plugin, [])
+                if items is None:
                     continue
                 found: list[tuple[str, Any]] = []
                 try:
@@ -52,7 +55,7 @@ class Registry:
                     host.mark_failed(plugin, f"{hook_name} raised {one_line(exc, typed=True)}")
                     contributions[plugin] = None
                     continue
-                contributions[plugin].extend(found)
+                items.extend(found)
 
         # Built-in plugins first, so that a third party that reuses a name is the one refused.
         def rank(plugin: str) -> tuple[bool, str]:
@@ -60,9 +63,10 @@ class Registry:
             return (not (record and record.builtin), plugin)
 
         registry = cls()
-        for plugin in sorted((p for p, items in contributions.items() if items is not None), key=rank):
+        kept = {p: items for p, items in contributions.items() if items is not None}
+        for plugin in sorted(kept, key=rank):
             try:
-                registry._merge(plugin, contributions[plugin])
+                registry._merge(plugin, kept[plugin])
             except DuplicateNameError as exc:
                 host.mark_failed(plugin, str(exc))
         return registry
@@ -116,7 +120,7 @@ class Registry:
         return [self.architectures[n] for n in names]
 
 
-def _register_into(found: list, kind: str, spec_type: type, plugin: str):
+def _register_into(found: list, kind: str, spec_type: type[Spec], plugin: str):
     """The ``register`` callback a plugin's hook gets: checks the type, records the plugin."""
 
     def register(spec) -> None:

@@ -105,8 +105,8 @@ class ArchitectureSpec:
 
     def best_result(self) -> Result | None:
         """The result with the highest validation top-1 among ``results``, or None."""
-        scored = [r for r in self.results if r.val_top1 is not None]
-        return max(scored, key=lambda r: r.val_top1) if scored else None
+        scored = [(r.val_top1, r) for r in self.results if r.val_top1 is not None]
+        return max(scored, key=lambda pair: pair[0])[1] if scored else None
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON-ready data (the schema of ``tinyzoo list --json``)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from tinyzoo.errors import UnknownNameError
 from tinyzoo.specs import ArchitectureSpec
@@ -81,8 +82,8 @@ def timm_spec(model_name: str) -> ArchitectureSpec:
     if not timm.is_model(arch):
         raise UnknownNameError("timm model", model_name, timm.list_models(), prefix="timm:",
                                listing="`tinyzoo list 'timm:PATTERN'` lists timm's models")
-    cfg = get_pretrained_cfg(model_name if tag else arch, allow_unregistered=False)
-    cfg = cfg.to_dict() if cfg is not None else {}
+    pretrained = get_pretrained_cfg(model_name if tag else arch, allow_unregistered=False)
+    cfg: dict[str, Any] = pretrained.to_dict() if pretrained is not None else {}
     module = timm_module(arch)
     family = FAMILY_OF_MODULE.get(module, module)
     hub_id = cfg.get("hf_hub_id")

@@ -252,6 +252,7 @@ def load_weights(source: str | WeightsSource | None, spec=None, *, offline: bool
     if src.kind == "none":
         return LoadedWeights(None, "none")
     if src.kind == "hf-hub":
+        assert src.repo_id is not None  # parse() sets it for hf-hub
         found = download(src.repo_id, WEIGHTS_FILE, revision=src.revision, offline=offline, fetch_name=fetch_name)
         try:
             state_dict = read_safetensors(found.path)
@@ -263,12 +264,14 @@ def load_weights(source: str | WeightsSource | None, spec=None, *, offline: bool
             state_dict = apply_timm_filter(state_dict, spec)
         return LoadedWeights(state_dict, str(src), found.revision, found.sha256, found.path)
     if src.kind == "torchvision":
-        found = download_checkpoint(torchvision_url(src.name), offline=offline, fetch_name=fetch_name)
-        state_dict = read_pickle(found.path)
+        assert src.name is not None  # parse() sets it for torchvision
+        checkpoint = download_checkpoint(torchvision_url(src.name), offline=offline, fetch_name=fetch_name)
+        state_dict = read_pickle(checkpoint.path)
         check_finite(state_dict, f"weights {src}")
-        return LoadedWeights(state_dict, str(src), None, found.sha256, found.path)
+        return LoadedWeights(state_dict, str(src), None, checkpoint.sha256, checkpoint.path)
 
     path = src.path
+    assert path is not None  # parse() sets it for file, the one kind left
     if path.is_dir():
         path = path / WEIGHTS_FILE
         if not path.is_file():
@@ -310,6 +313,7 @@ def fetch_weights(src: WeightsSource, *, force: bool = False, fetch_name: str | 
     if src.kind == "file":
         raise TinyzooError(f"{label}: {src} is a local file; `weights fetch` downloads hf-hub: and torchvision: sources")
     if src.kind == "hf-hub":
+        assert src.repo_id is not None  # parse() sets it for hf-hub
         found = download(src.repo_id, WEIGHTS_FILE, revision=src.revision, force=force, fetch_name=label)
         try:
             verify_safetensors(found.path)
@@ -317,11 +321,12 @@ def fetch_weights(src: WeightsSource, *, force: bool = False, fetch_name: str | 
             evict(found.path)
             raise TinyzooError(f"{src.repo_id}/{WEIGHTS_FILE}: {exc}; it was removed from the cache, try again") from None
         return FetchedWeights(src, found.path, f"commit {found.revision[:12]}", found.downloaded)
+    assert src.name is not None  # parse() sets it for torchvision, the one kind left
     url = torchvision_url(src.name)
     if force:
         checkpoint_path(url).unlink(missing_ok=True)
-    found = download_checkpoint(url, fetch_name=label)
-    return FetchedWeights(src, found.path, f"sha256 {found.sha256[:12]}", found.downloaded)
+    checkpoint = download_checkpoint(url, fetch_name=label)
+    return FetchedWeights(src, checkpoint.path, f"sha256 {checkpoint.sha256[:12]}", checkpoint.downloaded)
 
 
 # -- fitting a model --------------------------------------------------------------------------
@@ -378,10 +383,13 @@ def build_with_weights(spec, builder_options: dict[str, Any], loaded: LoadedWeig
 
     from tinyzoo.builders import build, has_non_persistent_buffers
 
+    loaded_state = loaded.state_dict
+    if loaded_state is None:
+        raise TinyzooError(f"weights {loaded.source} hold no tensors; build {spec.name} without weights instead")
     with torch.device("meta"):
         skeleton = build(spec, **builder_options)
-    check_state_dict(skeleton, loaded.state_dict, loaded.source)
-    state = dict(loaded.state_dict) if share else {k: v.clone() for k, v in loaded.state_dict.items()}
+    check_state_dict(skeleton, loaded_state, loaded.source)
+    state = dict(loaded_state) if share else {k: v.clone() for k, v in loaded_state.items()}
     for key, ref in skeleton.state_dict().items():
         if key not in state and key.endswith("num_batches_tracked"):
             state[key] = torch.zeros((), dtype=torch.long)

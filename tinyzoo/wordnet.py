@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -116,7 +117,7 @@ def validate_classes(classes: Iterable[str], origin: str = "wnids") -> list[str]
     return classes
 
 
-def read_wnids(path: str | Path) -> list[str]:
+def read_wnids(path: str | os.PathLike) -> list[str]:
     """The WordNet ids of a ``wnids.txt`` file (one per line, blank lines ignored), checked.
 
     A line may carry more columns after a tab or space (as ``words.txt`` does); the first

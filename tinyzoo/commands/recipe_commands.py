@@ -3,6 +3,8 @@ to build the augmentation pipelines it checks)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from tinyzoo.console import TinyzooGroup, print_json, print_table
@@ -17,7 +19,7 @@ def recipe_summary(name: str) -> dict:
     from tinyzoo.recipe import load_recipe
 
     spec = get_registry().recipe(name)
-    row = {"name": name, "description": spec.description, "plugin": spec.plugin, "path": spec.path}
+    row: dict[str, Any] = {"name": name, "description": spec.description, "plugin": spec.plugin, "path": spec.path}
     try:
         recipe = load_recipe(name)
     except TinyzooError as exc:

@@ -172,7 +172,7 @@ class Pipeline:
 
     def to_config(self) -> dict:
         """The full config dict (every key, defaults filled in) that rebuilds this pipeline."""
-        cfg = {}
+        cfg: dict[str, Any] = {}
         for key in CONFIG_KEYS:
             if key == "jitter":
                 cfg[key] = {k: getattr(self, k) for k in JITTER_KEYS}
@@ -377,7 +377,7 @@ class Pipeline:
         mean, std = self._constant("channel-mean-std", x.device, lambda: torch.as_tensor(self.channel_mean_std(), dtype=torch.float32))
         return normalise_(x, mean, std, scale=to_unit, pixel_mean=pixel_mean if self.normalize == "pixel" else None)
 
-    def channel_mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    def channel_mean_std(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
         """The per-channel mean and std (0..1 scale) this pipeline normalises with: ImageNet's,
         the given ones (``custom``), the training split's (``dataset``; ``pixel`` divides by its
         std), or 0 and 1 (``none``)."""
@@ -389,7 +389,8 @@ class Pipeline:
             pair = self.mean, self.std
         else:
             pair = self.mean or IMAGENET_MEAN, self.std or IMAGENET_STD
-        return tuple(float(v) for v in pair[0]), tuple(float(v) for v in pair[1])
+        (r, g, b), (sr, sg, sb) = pair  # three channels each: config triples or the split's RGB statistics
+        return (float(r), float(g), float(b)), (float(sr), float(sg), float(sb))
 
     def preprocess(self) -> Preprocess:
         """This pipeline's evaluation view as a :class:`~tinyzoo.preprocess.Preprocess`: what the

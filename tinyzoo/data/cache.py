@@ -36,6 +36,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -161,7 +162,7 @@ def cache_state(root: str | os.PathLike, split: str, *, cache_dir: str | os.Path
     cache = resolve_cache_dir(layout.root, cache_dir)
     manifest = read_manifest(cache, split)
     npy = cache / f"{split}.npy"
-    state = {"state": "missing", "path": str(npy), "bytes": None, "images": None}
+    state: dict[str, Any] = {"state": "missing", "path": str(npy), "bytes": None, "images": None}
     if manifest is None:
         return state
     _, _, entries = layout.scan(split)
@@ -213,7 +214,7 @@ def open_split(
         sweep_temporaries(cache)  # what a killed build left (a .npy.tmp- of a whole split), whether or not this one builds
         manifest = None if rebuild else read_manifest(cache, split)
         built, seconds = False, 0.0
-        if not manifest_matches(manifest, cache, entries, layout, split):
+        if manifest is None or not manifest_matches(manifest, cache, entries, layout, split):
             start = time.perf_counter()
             manifest = build_split(layout, split, files, entries, cache, workers=workers)
             built, seconds = True, time.perf_counter() - start
@@ -281,7 +282,8 @@ def write_split(layout: Dataset, split: str, files: list[Path], entries: list[li
         )
         with atomic_path(cache / f"{split}.stats.npz", ".npz") as stats_tmp:
             np.savez(stats_tmp, **stats.__dict__)
-    modes, sizes = Counter(), Counter()
+    modes: Counter[str] = Counter()
+    sizes: Counter[str] = Counter()
     for r in results:
         modes.update(r["modes"])
         sizes.update(r["sizes"])

@@ -13,10 +13,12 @@ from tinyzoo.data.layout import read_header
 from tinyzoo.data.sources import Dataset, open_dataset
 
 
-def _modes_and_sizes(layout, files, split: str) -> tuple[Counter, Counter, int]:
+def _modes_and_sizes(layout, files, split: str) -> tuple[Counter[str], Counter[str], int]:
     """Image modes and sizes of ``files`` from their headers, and how many could not be read.
     Parquet rows have no files to read headers from: their counts come with the cache."""
-    modes, sizes, unreadable = Counter(), Counter(), 0
+    modes: Counter[str] = Counter()
+    sizes: Counter[str] = Counter()
+    unreadable = 0
     if layout.kind == "parquet":
         return modes, sizes, unreadable
     for path in progress(files, desc=f"reading {split} headers", unit="img"):
@@ -29,7 +31,7 @@ def _modes_and_sizes(layout, files, split: str) -> tuple[Counter, Counter, int]:
     return modes, sizes, unreadable
 
 
-def _split_summary(layout: Dataset, root, split: str, cache_dir, per_class: dict[str, Counter]) -> dict[str, Any]:
+def _split_summary(layout: Dataset, root, split: str, cache_dir, per_class: dict[str, Counter[str]]) -> dict[str, Any]:
     files, labels = layout.split_files(split)
     for label in labels:
         if label >= 0:
@@ -58,7 +60,7 @@ def dataset_summary(root: str | os.PathLike, *, cache_dir: str | os.PathLike | N
     reading every file's header.
     """
     layout = open_dataset(root, skip_bad=skip_bad)
-    per_class = {w: Counter() for w in layout.wnids}
+    per_class: dict[str, Counter[str]] = {w: Counter() for w in layout.wnids}
     splits = {split: _split_summary(layout, root, split, cache_dir, per_class) for split in layout.splits}
     return {
         "root": str(layout.root),

@@ -23,6 +23,7 @@ import html
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,14 +51,13 @@ def class_error_table(predictions, labels, class_wnids: list[str], class_names: 
     ``distinct_wrong`` and ``confused_with`` (up to ``top_confusions`` ``{"wnid", "name",
     "count"}``, most frequent first)."""
     cm = metrics.confusion_matrix(predictions, labels, len(class_wnids))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for k in np.nonzero(cm.sum(axis=1))[0]:
         row = cm[k].copy()
         images = int(row.sum())
         correct = int(row[k])
         row[k] = 0
-        wrong = np.nonzero(row)[0]
-        wrong = sorted(wrong, key=lambda j: (-row[j], j))
+        wrong = sorted(np.nonzero(row)[0], key=lambda j: (-row[j], j))
         rows.append({
             "wnid": class_wnids[k],
             "name": class_names[k],

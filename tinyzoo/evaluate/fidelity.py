@@ -249,6 +249,7 @@ def prepare(arch: str, photos, *, weights=None, offline=None, crops_per_photo=CR
     calibration = box_views(photos, cal_boxes, view=view, native=spec.input_size,
                             source=f"{len(cal_boxes)} calibration crops of {len(photos)} photos")
     teacher = tinyzoo.create(spec.name, stem="keep", classes=spec.num_classes, weights=loaded)
+    assert views.native is not None  # box_views made them with native=
     teacher_logits = logits(teacher, views.native, spec.mean, spec.std, device=device, desc=f"{spec.name} at {spec.input_size} px")
     return Inputs(spec, loaded, views, calibration, teacher_logits)
 
@@ -272,6 +273,7 @@ def add_validation(inputs: Inputs, data: str, *, count=VAL_IMAGES, seed=0, devic
     inputs.val_images, inputs.val_labels = views.small, np.asarray(split.labels)[chosen]
     inputs.val_rows = np.asarray(imagenet_indices(split.wnids))
     teacher = tinyzoo.create(spec.name, stem="keep", classes=spec.num_classes, weights=inputs.loaded)
+    assert views.native is not None  # array_views made them with native=
     return zero_shot(logits(teacher, views.native, spec.mean, spec.std, device=device, desc=f"{spec.name} on {data} val"), inputs)
 
 

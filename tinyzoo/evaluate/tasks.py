@@ -52,7 +52,7 @@ def predict_source(source, data, options: Options):
     configure_for(options.device)  # on the CPU: the cores idle now (docs/training.md, "Devices and speed")
     net = model_source.load(source)
     preprocess = preprocessing.of(net).with_crop(options.crop)
-    check_input_size(net, preprocess.crop, what="evaluation crops (--crop)")
+    check_input_size(net, preprocess.view_side, what="evaluation crops (--crop)")
     predictions = predict_split(net, data, views=options.views, combine=options.combine, preprocess=preprocess, limit=options.limit,
                                 batch_rows=options.batch_rows, device=options.device, source=source.argument)
     return net, predictions
@@ -170,7 +170,7 @@ def predict_images(source, paths: list, *, topk: int = 5, views: str = "center",
     net = model_source.load(source)
     wnids, names = model_classes(net)
     preprocess = preprocessing.of(net).with_crop(crop)
-    check_input_size(net, preprocess.crop, what="crops (--crop)")
+    check_input_size(net, preprocess.view_side, what="crops (--crop)")
     pixels = np.stack([read_image(path)[0] for path in paths])
     probs = run_model(net, pixels, views=views, combine=combine, preprocess=preprocess, device=device, desc="predicting")
     best = metrics.topk_indices(probs, topk)

@@ -68,7 +68,8 @@ def card_problems(card: dict[str, Any], config: dict[str, Any]) -> list[str]:
     datasets = [datasets] if isinstance(datasets, str) else datasets
     if not any("tiny-imagenet" in str(d).lower() for d in datasets):
         problems.append("datasets: naming tiny-imagenet")
-    weights = config.get("weights") if isinstance(config.get("weights"), dict) else {}
+    weights = config.get("weights")
+    weights = weights if isinstance(weights, dict) else {}
     source = str(weights.get("source") or "")
     if source.startswith("hf-hub:"):  # only Hub weights have an id to name
         hub_id = source[len("hf-hub:"):].partition("@")[0]

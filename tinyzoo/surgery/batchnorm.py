@@ -82,14 +82,14 @@ class Moments:
             self.shift = values[:4096].mean(0)
         centred = values - self.shift
         total, squares = centred.sum(0).double(), centred.square().sum(0).double()
-        if self.total is None:
+        if self.total is None or self.squares is None:  # set together, by the first batch
             self.total, self.squares = total, squares
         else:
             self.total, self.squares = self.total + total, self.squares + squares
         self.count += values.shape[0]
 
     def mean_var(self) -> tuple[Tensor, Tensor]:
-        if not self.count:
+        if not self.count or self.shift is None or self.total is None or self.squares is None:  # all set by add()
             raise TinyzooError("no calibration images reached this BatchNorm")
         offset = self.total / self.count
         var = (self.squares / self.count - offset * offset).clamp_min(0)
@@ -175,8 +175,11 @@ def recalibrate(
     moments = {name: Moments() for name in layers}
     handles = []
     for name, layer in layers.items():
-        stored = (layer.running_mean.detach().double(), layer.running_var.detach().double())
-        ref = tuple(t.to(stored[0].device) for t in reference[name]) if method == "relative" else None
+        running_mean, running_var = layer.running_mean, layer.running_var
+        assert running_mean is not None and running_var is not None  # batchnorms() keeps layers with running statistics
+        stored = (running_mean.detach().double(), running_var.detach().double())
+        # ``reference`` was checked above for "relative".
+        ref = tuple(t.to(stored[0].device) for t in reference[name]) if method == "relative" and reference is not None else None
         handles.append(layer.register_forward_pre_hook(_calibrator(method, moments[name], stored, ref)))
     training = model.training
     model.eval()

@@ -189,16 +189,20 @@ def _label(qname: str) -> str:
     return repr(qname) if qname else "the model"
 
 
-def _check_chain(trace: _Trace, qname: str, container: nn.Module) -> None:
-    """Refuse a container whose forward is not its children run in order on each other's outputs."""
+def _check_chain(trace: _Trace, qname: str, container: nn.Module) -> list[_Call]:
+    """Refuse a container whose forward is not its children run in order on each other's outputs.
+
+    Returns each child's one call, in the children's order.
+    """
     names = [name for name, _ in container.named_children()]
     refusal = TinyzooError(
         f"cannot convolutionize {_label(qname)} ({type(container).__name__}): its forward does not run "
         f"its children ({', '.join(names)}) once each, in order, each on the previous one's output"
     )
     own = trace.once(qname)
-    calls = [trace.once(f"{qname}.{name}" if qname else name) for name in names]
-    if own is None or any(c is None or not c.single_input for c in calls):
+    found = [trace.once(f"{qname}.{name}" if qname else name) for name in names]
+    calls = [c for c in found if c is not None and c.single_input]
+    if own is None or len(calls) != len(found):
         raise refusal
     if any(b.order < a.end for a, b in zip(calls, calls[1:])):
         raise refusal
@@ -206,6 +210,7 @@ def _check_chain(trace: _Trace, qname: str, container: nn.Module) -> None:
         raise refusal
     if any(a.out is None or not a.out.same_values(b.inp) for a, b in zip(calls, calls[1:])):
         raise refusal
+    return calls
 
 
 @dataclass
@@ -213,13 +218,13 @@ class _Walk:
     """The converted chain's state at native input while walking it."""
 
     pool: str
-    map_shape: tuple[int, ...] | None  # (C, H, W) of the last 4-D map, as the converted net sees it
+    map_shape: tuple[int, int, int] | None  # (C, H, W) of the last 4-D map, as the converted net sees it
     per_position: str | None = None  # name of a dropped global average pool, once there is one
     changed: bool = False
 
 
 def _spatial(walk: _Walk) -> tuple[int, int] | None:
-    return None if walk.map_shape is None else tuple(walk.map_shape[1:])
+    return None if walk.map_shape is None else walk.map_shape[1:]
 
 
 def _conv_from_linear(linear: nn.Linear, qname: str, walk: _Walk) -> nn.Conv2d:
@@ -238,10 +243,10 @@ def _conv_from_linear(linear: nn.Linear, qname: str, walk: _Walk) -> nn.Conv2d:
     with torch.no_grad():
         # torch.flatten of NCHW orders features as (C, H, W): the reshape is exact.
         conv.weight.copy_(weight.detach().reshape(conv.weight.shape))
-        if linear.bias is not None:
+        if linear.bias is not None and conv.bias is not None:  # both or neither: bias= above
             conv.bias.copy_(linear.bias.detach())
     conv.weight.requires_grad_(weight.requires_grad)
-    if linear.bias is not None:
+    if linear.bias is not None and conv.bias is not None:
         conv.bias.requires_grad_(linear.bias.requires_grad)
     conv.train(linear.training)
     walk.map_shape = (linear.out_features, *((height, width) if walk.per_position else (1, 1)))
@@ -263,14 +268,18 @@ def _require_affine(module: nn.Module, qname: str, walk: _Walk) -> None:
         )
 
 
+# (child name, map size before it, map size after it) along the converted chain.
+_Span = tuple[str, tuple[int, int] | None, tuple[int, int] | None]
+
+
 def _convert(container: nn.Module, qname: str, trace: _Trace, path: set[str], head: str, walk: _Walk,
-             spans: list | None = None) -> OrderedDict:
+             spans: list[_Span] | None = None) -> OrderedDict[str, nn.Module]:
     """The converted children of ``container`` (same names), updating ``walk`` along the chain."""
-    _check_chain(trace, qname, container)
-    converted = OrderedDict()
-    for name, module in container.named_children():
+    calls = _check_chain(trace, qname, container)
+    converted: OrderedDict[str, nn.Module] = OrderedDict()
+    for (name, module), call in zip(container.named_children(), calls):
         child = f"{qname}.{name}" if qname else name
-        call = trace.once(child)
+        new: nn.Module
         before = _spatial(walk)
         flat_input = call.inp is not None and len(call.inp.shape) == 2
         inside_head = bool(head) and (child == head or child.startswith(f"{head}."))
@@ -315,9 +324,10 @@ def _convert(container: nn.Module, qname: str, trace: _Trace, path: set[str], he
                 walk.map_shape = None
             elif walk.per_position:
                 # A 1x1 layer after a dropped global pool keeps the map's spatial size.
+                assert walk.map_shape is not None  # the dropped pool read a 4-D map; only 4-D outputs followed
                 walk.map_shape = (out[1], *walk.map_shape[1:])
             else:
-                walk.map_shape = tuple(out[1:])
+                walk.map_shape = (out[1], out[2], out[3])
         converted[name] = new
         if spans is not None:
             spans.append((name, before, _spatial(walk)))
@@ -358,7 +368,7 @@ class ConvolutionizedNet(nn.Module):
         self.head_needs = head_needs
         self.min_input_size: tuple[int, int] | None = None
 
-    def _too_small(self, height: int, width: int, got: tuple[int, int] | None = None) -> TinyzooError:
+    def _too_small(self, height: int, width: int, needs: tuple[int, int], got: tuple[int, int] | None = None) -> TinyzooError:
         smallest = (
             f"the smallest input is {self.min_input_size[0]}x{self.min_input_size[1]}"
             if self.min_input_size else f"the native input is {self.input_size}x{self.input_size}"
@@ -366,17 +376,18 @@ class ConvolutionizedNet(nn.Module):
         gets = f", it gets {got[0]}x{got[1]}" if got else ""
         return TinyzooError(
             f"input {height}x{width} is too small for the convolutionized classifier: {self.head_start!r} needs a "
-            f"feature map of at least {self.head_needs[0]}x{self.head_needs[1]}{gets}; {smallest}"
+            f"feature map of at least {needs[0]}x{needs[1]}{gets}; {smallest}"
         )
 
     def score_map(self, x: Tensor) -> Tensor:
         """The ``(B, C, H, W)`` class-score map: one score vector per native-size window."""
         height, width = x.shape[-2:]
-        if self.min_input_size and (height < self.min_input_size[0] or width < self.min_input_size[1]):
-            raise self._too_small(height, width)
+        needs = self.head_needs  # set with head_start, or neither
+        if needs is not None and self.min_input_size and (height < self.min_input_size[0] or width < self.min_input_size[1]):
+            raise self._too_small(height, width, needs)
         for name, layer in self.layers():
-            if name == self.head_start and (x.shape[-2] < self.head_needs[0] or x.shape[-1] < self.head_needs[1]):
-                raise self._too_small(height, width, tuple(x.shape[-2:]))
+            if needs is not None and name == self.head_start and (x.shape[-2] < needs[0] or x.shape[-1] < needs[1]):
+                raise self._too_small(height, width, needs, (x.shape[-2], x.shape[-1]))
             x = layer(x)
         return x
 
@@ -406,7 +417,7 @@ def _trunk_map_size(net: ConvolutionizedNet, size: tuple[int, int], channels: in
         out = torch.func.functional_call(body, tensors, (torch.empty(1, channels, *size, device="meta"),))
     except (RuntimeError, ValueError, TinyzooError):
         return None
-    return tuple(out.shape[-2:]) if out.dim() == 4 else None
+    return (out.shape[-2], out.shape[-1]) if out.dim() == 4 else None
 
 
 def _min_input_size(net: ConvolutionizedNet, channels: int) -> tuple[int, int] | None:
@@ -414,22 +425,24 @@ def _min_input_size(net: ConvolutionizedNet, channels: int) -> tuple[int, int] |
     if net.head_start is None:
         return None
     native, need = net.input_size, net.head_needs
+    if need is None:
+        return None
 
-    def fits(height: int, width: int, axis: int) -> bool:
-        got = _trunk_map_size(net, (height, width), channels)
+    def fits(side: int, axis: int) -> bool:
+        # ``side`` along ``axis``, the native size along the other.
+        got = _trunk_map_size(net, (side, native) if axis == 0 else (native, side), channels)
         return got is not None and got[axis] >= need[axis]
 
     smallest = []
     for axis in (0, 1):
-        size = (lambda s: (s, native)) if axis == 0 else (lambda s: (native, s))
-        if not fits(*size(native), axis):
+        if not fits(native, axis):
             return None
         low, high = 1, native
         while low < high:
             middle = (low + high) // 2
-            low, high = (low, middle) if fits(*size(middle), axis) else (middle + 1, high)
+            low, high = (low, middle) if fits(middle, axis) else (middle + 1, high)
         smallest.append(low)
-    return tuple(smallest)
+    return smallest[0], smallest[1]
 
 
 def _watched(name: str, path: set[str], head: str) -> bool:
@@ -489,7 +502,8 @@ def convolutionize(model: nn.Module, classifier: str, input_size: int, *, pool: 
             f"cannot convolutionize {type(model).__name__}: at native input it must return (batch, classes) logits, "
             f"not {type(output).__name__} {tuple(output.shape) if isinstance(output, Tensor) else ''}".rstrip()
         )
-    walk, spans = _Walk(pool=pool, map_shape=tuple(example.shape[1:])), []
+    walk = _Walk(pool=pool, map_shape=(channels, input_size, input_size))  # the example's (C, H, W)
+    spans: list[_Span] = []
     layers = _convert(model, "", trace, path, head, walk, spans)
     if not walk.changed:
         raise TinyzooError(f"nothing to convolutionize in {_label(head)}: no Linear, flatten or pool to replace")

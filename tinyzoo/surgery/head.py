@@ -54,30 +54,40 @@ def out_size(layer: nn.Module) -> int:
     raise TinyzooError(f"a classifier must be nn.Linear or nn.Conv2d (a 1x1 conv head), not {type(layer).__name__}")
 
 
-def new_head_layer(old: nn.Module, classes: int, rows: Sequence[int] | None = None) -> nn.Module:
+def _two(size: tuple[int, ...]) -> tuple[int, int]:
+    # A Conv2d keeps its sizes as pairs; torch types them tuple[int, ...].
+    return size[0], size[1]
+
+
+def new_head_layer(old: nn.Module, classes: int, rows: Sequence[int] | None = None) -> nn.Linear | nn.Conv2d:
     """A new ``classes``-way layer shaped like ``old`` (``nn.Linear`` or ``nn.Conv2d``).
 
     With ``rows`` (one old class index per new class) its weights and bias are copies of
     those rows of ``old``; without, Kaiming normal weights (fan-in, ReLU gain) and zero bias.
     Same device and dtype as ``old``; ``old`` is not modified.
     """
-    out_size(old)
+    old_size = out_size(old)
+    if not isinstance(old, (nn.Linear, nn.Conv2d)):  # a headless Identity: nothing to shape the new layer on
+        raise TinyzooError(f"a classifier must be nn.Linear or nn.Conv2d (a 1x1 conv head), not {type(old).__name__}")
     if rows is not None and len(rows) != classes:
         raise TinyzooError(f"head rows: {len(rows)} class indices for {classes} classes")
-    weight = old.weight
-    kwargs = {"bias": old.bias is not None, "device": weight.device, "dtype": weight.dtype}
+    weight, bias = old.weight, old.bias is not None
+    new: nn.Linear | nn.Conv2d
     if isinstance(old, nn.Linear):
-        new = nn.Linear(old.in_features, classes, **kwargs)
+        new = nn.Linear(old.in_features, classes, bias=bias, device=weight.device, dtype=weight.dtype)
     else:
-        new = nn.Conv2d(old.in_channels, classes, old.kernel_size, old.stride, old.padding, old.dilation, old.groups, **kwargs)
+        kernel, stride, dilation = (_two(size) for size in (old.kernel_size, old.stride, old.dilation))
+        padding = old.padding if isinstance(old.padding, str) else _two(old.padding)
+        new = nn.Conv2d(old.in_channels, classes, kernel, stride, padding, dilation, old.groups,
+                        bias=bias, device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         if rows is not None:
             index = torch.as_tensor(list(rows), dtype=torch.long, device=weight.device)
-            bad = [r for r in rows if not 0 <= r < out_size(old)]
+            bad = [r for r in rows if not 0 <= r < old_size]
             if bad:
-                raise TinyzooError(f"head row {bad[0]} is outside the old head's {out_size(old)} classes")
+                raise TinyzooError(f"head row {bad[0]} is outside the old head's {old_size} classes")
             new.weight.copy_(weight.index_select(0, index))
-            if old.bias is not None:
+            if old.bias is not None and new.bias is not None:  # both or neither: bias= above
                 new.bias.copy_(old.bias.index_select(0, index))
         elif not weight.is_meta:
             nn.init.kaiming_normal_(new.weight, mode="fan_in", nonlinearity="relu")
@@ -177,7 +187,8 @@ def adapt_head(
     if aux == "drop":
         dropped = [_drop_branch(model, path, changes) for path in spec.aux_classifiers]
         if dropped and hasattr(model, "aux_logits"):
-            model.aux_logits = False  # the library's own flag: no auxiliary outputs any more
+            # The library's own flag: no auxiliary outputs any more.
+            model.aux_logits = False  # type: ignore[assignment]  # torch's stub wrongly limits Module attributes to Tensor | Module
         if dropped:
             _check_runs_without(model, spec, dropped)
             changes.note(f"auxiliary classifiers dropped: {', '.join(dropped)}")
@@ -187,14 +198,15 @@ def adapt_head(
         if spec.aux_classifiers:
             install_aux_outputs(model)
     if init != "keep" and hasattr(model, "num_classes"):
-        model.num_classes = classes  # timm's reset_classifier and feature code read it
+        # timm's reset_classifier and feature code read it.
+        model.num_classes = classes  # type: ignore[assignment]  # torch's stub wrongly limits Module attributes to Tensor | Module
     return model, changes
 
 
 # -- one convention for auxiliary outputs ------------------------------------------------------
 def _aux_pre_hook(module: nn.Module, args):
     # The libraries branch on this flag; ask for auxiliary outputs only while training.
-    module.aux_logits = module.training
+    module.aux_logits = module.training  # type: ignore[assignment]  # torch's stub wrongly limits Module attributes to Tensor | Module
 
 
 def _aux_post_hook(module: nn.Module, args, output):
@@ -202,9 +214,9 @@ def _aux_post_hook(module: nn.Module, args, output):
         main, *aux = output
         if type(output).__name__ == "GoogLeNetOutputs":  # torchvision orders them (logits, aux2, aux1)
             aux = aux[::-1]
-        module.aux_logits = tuple(aux)
+        module.aux_logits = tuple(aux)  # type: ignore[assignment]  # torch's stub wrongly limits Module attributes to Tensor | Module
         return main
-    module.aux_logits = None
+    module.aux_logits = None  # type: ignore[assignment]  # torch's stub wrongly limits Module attributes to Tensor | Module
     return output
 
 
@@ -225,4 +237,4 @@ def install_aux_outputs(model: nn.Module) -> None:
         return
     model.register_forward_pre_hook(_aux_pre_hook)
     model.register_forward_hook(_aux_post_hook)
-    model._tinyzoo_aux_hooks = True
+    model._tinyzoo_aux_hooks = True  # type: ignore[assignment]  # torch's stub wrongly limits Module attributes to Tensor | Module

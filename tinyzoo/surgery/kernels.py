@@ -170,8 +170,8 @@ def kernel_stats(
     norm_kept["overall"] = float(new64.norm()) / total if total > 0 else math.nan
     return KernelStats(
         method=method,
-        old_size=tuple(old.shape[-2:]),
-        new_size=tuple(new.shape[-2:]),
+        old_size=(old.shape[-2], old.shape[-1]),
+        new_size=(new.shape[-2], new.shape[-1]),
         scale=float(scale),
         sum_kept=sum_kept,
         norm_kept=norm_kept,
@@ -222,19 +222,26 @@ def resample_kernel(
     return new, kernel_stats(source, new, method, scale)
 
 
+def plain_conv(module: nn.Module) -> nn.Conv2d:
+    """``module`` when it is a plain ``nn.Conv2d`` (groups=1, dilation=1); a one-line refusal otherwise."""
+    if not isinstance(module, nn.Conv2d):
+        raise TinyzooError(f"stem small needs a single nn.Conv2d as first conv, found {type(module).__name__}")
+    if module.groups != 1 or module.dilation != (1, 1):
+        raise TinyzooError("stem small resamples only plain convolutions (groups=1, dilation=1)")
+    return module
+
+
 def resampled_conv(
-    conv: nn.Conv2d, kernel: int, stride: int, padding: int, method: str = "bicubic"
+    conv: nn.Module, kernel: int, stride: int, padding: int, method: str = "bicubic"
 ) -> tuple[nn.Conv2d, dict | None]:
     """A new ``kernel x kernel`` conv with ``stride`` and ``padding`` whose weight is ``conv``'s
     resampled by ``method`` (``bicubic`` with rescaling, or ``pi``); bias copied.
 
     Returns the conv and the kernel stats as a dict (``None`` when the size is unchanged and
-    the weight is shared as it is). ``conv`` is not modified.
+    the weight is shared as it is). ``conv`` is not modified; anything but a
+    :func:`plain_conv` is refused.
     """
-    if not isinstance(conv, nn.Conv2d):
-        raise TinyzooError(f"stem small needs a single nn.Conv2d as first conv, found {type(conv).__name__}")
-    if conv.groups != 1 or conv.dilation != (1, 1):
-        raise TinyzooError("stem small resamples only plain convolutions (groups=1, dilation=1)")
+    conv = plain_conv(conv)
     weight = conv.weight
     new = nn.Conv2d(
         conv.in_channels, conv.out_channels, kernel, stride, padding,

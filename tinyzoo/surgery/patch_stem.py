@@ -46,17 +46,18 @@ def has_patch_embed(model: nn.Module) -> bool:
     return isinstance(proj, nn.Conv2d) and proj.kernel_size == proj.stride and getattr(model.patch_embed, "grid_size", None) is not None
 
 
-def _patch_conv(model: nn.Module, name: str) -> tuple[nn.Module, nn.Conv2d]:
+def _patch_conv(model: nn.Module, name: str) -> tuple[nn.Module, nn.Conv2d, int]:
+    """The patch embedding, its conv and its (square) grid side; a one-line refusal for anything else."""
     embed = getattr(model, "patch_embed", None)
-    proj = getattr(embed, "proj", None)
-    if not isinstance(proj, nn.Conv2d) or getattr(embed, "grid_size", None) is None:
+    proj, grid_size = getattr(embed, "proj", None), getattr(embed, "grid_size", None)
+    if not isinstance(embed, nn.Module) or not isinstance(proj, nn.Conv2d) or grid_size is None:
         raise TinyzooError(f"{name!r} has no timm patch_embed.proj convolution with a grid; stem small for transformers needs one")
     if proj.kernel_size != proj.stride or proj.kernel_size[0] != proj.kernel_size[1] or proj.groups != 1:
         raise TinyzooError(f"{name!r}'s patch embedding is a {proj.kernel_size[0]}x{proj.kernel_size[1]}/{proj.stride[0]} conv, not square patches")
-    grid = tuple(embed.grid_size)
+    grid = tuple(grid_size)
     if grid[0] != grid[1]:
         raise TinyzooError(f"{name!r} has a {grid[0]}x{grid[1]} token grid; stem small needs a square one")
-    return embed, proj
+    return embed, proj, grid[0]
 
 
 def _declare_resized(changes: Changes, before: dict, after: dict, proj_key: str) -> list[str]:
@@ -103,43 +104,44 @@ def _check_windows(name: str, before: list, after: list) -> str:
     return "" if not after else f", windows {new}" if old == new else f", windows {old} -> {new}"
 
 
-def _set_input_size(model: nn.Module, embed, spec, grid: int, patch: int) -> None:
+def _set_input_size(model: nn.Module, embed: nn.Module, spec, grid: int, patch: int) -> None:
     """The model's own ``set_input_size`` (or, when nothing else depends on the grid, the patch
     embedding's); a one-line refusal when timm offers neither for this change."""
     new_grid = CROP_SIZE // patch
     size, patch_size = (CROP_SIZE, CROP_SIZE), (patch, patch)
+    model_set, embed_set = getattr(model, "set_input_size", None), getattr(embed, "set_input_size", None)
     try:
-        if hasattr(model, "set_input_size"):
-            model.set_input_size(img_size=size, patch_size=patch_size)
+        if model_set is not None:
+            model_set(img_size=size, patch_size=patch_size)
             return
     except TypeError as exc:
         raise TinyzooError(f"stem small cannot adapt {spec.name!r}: timm's set_input_size cannot change its patch size ({exc})") from None
-    if new_grid != grid or not hasattr(embed, "set_input_size"):
+    if new_grid != grid or embed_set is None:
         raise TinyzooError(
             f"stem small cannot adapt {spec.name!r}: its {grid}x{grid} grid becomes {new_grid}x{new_grid} at {CROP_SIZE} px "
             "and timm offers no set_input_size to resample its position embeddings"
         )
-    embed.set_input_size(img_size=size, patch_size=patch_size)  # only the patch embedding knows its size
+    embed_set(img_size=size, patch_size=patch_size)  # only the patch embedding knows its size
 
 
 @refused_in_one_line("stem small")
 def small_stem_patch(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
     """Patches shrunk so 56 px input gives the native token grid (or the nearest); the module
     docstring has the rule. Position embeddings are kept when the grid is kept."""
-    embed, proj = _patch_conv(model, spec.name)
-    grid, kernel = embed.grid_size[0], proj.kernel_size[0]
+    embed, proj, grid = _patch_conv(model, spec.name)
+    kernel = proj.kernel_size[0]
     patch = nearest_patch(grid, kernel)
     new_grid = CROP_SIZE // patch
     conv, stats = resampled_conv(proj, patch, patch, 0, kernel_resize)
-    before, windows = {k: tuple(v.shape) for k, v in model.state_dict().items()}, _windows(model)
+    before, old_windows = {k: tuple(v.shape) for k, v in model.state_dict().items()}, _windows(model)
     _set_input_size(model, embed, spec, grid, patch)
     key = "patch_embed.proj"
-    embed.proj.weight = conv.weight  # timm resampled it its own way; the report's method decides
+    embed.get_submodule("proj").weight = conv.weight  # set_input_size may have made a new proj; timm resampled it its own way; the report's method decides
     changes = Changes(input_size=CROP_SIZE)
     detail = f"{kernel}x{kernel}/{kernel} -> {patch}x{patch}/{patch}, {kernel_resize}" + (" (rescaled)" if kernel_resize == "bicubic" else "")
     changes.resample(f"{key}.weight", f"{key}.weight", detail, stats)
     resized = _declare_resized(changes, before, {k: tuple(v.shape) for k, v in model.state_dict().items()}, f"{key}.weight")
-    windows = _check_windows(spec.name, windows, _windows(model))
+    windows = _check_windows(spec.name, old_windows, _windows(model))
     guarded_trace(model, CROP_SIZE, spec.name, "stem small")
     fit_other_sizes(model, spec, None, CROP_SIZE, "stem small", changes)
     kept = "kept" if new_grid == grid else f"nearest to the native {grid}x{grid}"

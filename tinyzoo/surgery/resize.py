@@ -70,12 +70,16 @@ class InputUpsample(nn.Module):
         return f"scale={self.scale}, mode={self.mode!r}"
 
 
+# What ``attach_input_resize`` puts in front: both answer ``output_size(size)``.
+InputLayer = InputResize | InputUpsample
+
+
 def _input_resize_pre_hook(module, args):
     # The resizing layer sits in front of everything the network does.
     return (module.input_resize(args[0]), *args[1:])
 
 
-def attach_input_resize(model: nn.Module, layer: nn.Module) -> None:
+def attach_input_resize(model: nn.Module, layer: InputLayer) -> None:
     """Register ``layer`` as ``model.input_resize`` and run it on the input by a forward pre-hook,
     so that layer names and state-dict keys stay the network's (``conv1.weight``)."""
     if hasattr(model, "input_resize"):
@@ -84,9 +88,9 @@ def attach_input_resize(model: nn.Module, layer: nn.Module) -> None:
     model.register_forward_pre_hook(_input_resize_pre_hook)
 
 
-def detach_input_resize(model: nn.Module) -> nn.Module | None:
+def detach_input_resize(model: nn.Module) -> InputLayer | None:
     """Undo :func:`attach_input_resize`; returns the layer (``None`` when there was none)."""
-    layer = getattr(model, "input_resize", None)
+    layer: InputLayer | None = getattr(model, "input_resize", None)
     if layer is None:
         return None
     for key, hook in list(model._forward_pre_hooks.items()):

@@ -30,7 +30,7 @@ from tinyzoo.adapt_report import Changes
 from tinyzoo.errors import TinyzooError
 from tinyzoo.specs import CROP_SIZE
 from tinyzoo.surgery.head import get_module, set_module
-from tinyzoo.surgery.kernels import resampled_conv
+from tinyzoo.surgery.kernels import plain_conv, resampled_conv
 
 # Stem pools of timm's Inception-v3, for the timm:inception_v3 spec (the catalog names only first_conv/classifier).
 TIMM_STEM_POOLS = {"inception": ("Pool1", "Pool2")}
@@ -40,7 +40,7 @@ def replace_first_conv(
     model: nn.Module, path: str, kernel: int, stride: int, padding: int, method: str, changes: Changes
 ) -> None:
     """Put a resampled ``kernel``/``stride``/``padding`` conv at ``path`` and declare its weight resampled."""
-    old = get_module(model, path, "first_conv")
+    old = plain_conv(get_module(model, path, "first_conv"))
     new, stats = resampled_conv(old, kernel, stride, padding, method)
     set_module(model, path, new)
     old_k = "x".join(map(str, old.kernel_size))
@@ -126,6 +126,7 @@ def small_stem_inception(model: nn.Module, spec, *, kernel_resize: str = "bicubi
     conv.stride = (1, 1)
     for path in stem_pools(model, spec, 2):
         pool = get_module(model, path, "stem_pools")
+        assert isinstance(pool, (nn.MaxPool2d, nn.AvgPool2d))  # stem_pools refused anything else
         set_module(model, path, nn.MaxPool2d(pool.kernel_size, stride=1, padding=pool.padding, ceil_mode=pool.ceil_mode))
     changes.note(f"stride 1 in {spec.first_conv} and {', '.join(stem_pools(model, spec, 2))}")
     return model, changes

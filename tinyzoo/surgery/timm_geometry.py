@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -47,6 +48,9 @@ from tinyzoo.errors import TinyzooError, one_line
 from tinyzoo.specs import CROP_SIZE, IMAGE_SIZE
 from tinyzoo.surgery.head import get_module, set_module
 from tinyzoo.surgery.meta_trace import meta_forward
+
+if TYPE_CHECKING:
+    from tinyzoo.surgery.resize import InputLayer
 
 REMOVED_REDUCTION = 4
 POOLS = (nn.MaxPool2d, nn.AvgPool2d)
@@ -70,8 +74,8 @@ class GeometryPlan:
     target: str
     native: int
     strided: list[Strided]
+    native_trace: Trace
     removed: dict[str, int] = field(default_factory=dict)  # layer name -> its new stride
-    native_trace: Trace | None = None
     inner: int = CROP_SIZE  # the size the network itself sees: 56, or 112 behind a 2x upsampling
     stem_reduction: int = 1
 
@@ -164,10 +168,12 @@ def target_stage(stages: list[dict], name: str) -> str:
 def strided_layers(model: nn.Module, native: Trace) -> list[Strided]:
     """The layers with a stride above 1 that ran before the target's output in the ``native`` trace."""
     modules = dict(model.named_modules())
-    return [
-        Strided(name, _kind(modules[name]), _stride(modules[name]), size, not inside)
-        for name, (size, inside) in native.inputs.items() if _stride(modules[name]) > 1
-    ]
+    found = []
+    for name, (size, inside) in native.inputs.items():
+        kind = _kind(modules[name])  # never None: the trace records conv, pool and blur leaves only
+        if kind is not None and _stride(modules[name]) > 1:
+            found.append(Strided(name, kind, _stride(modules[name]), size, not inside))
+    return found
 
 
 def _steps(strided: list[Strided]) -> list[tuple[tuple[int, int], list[Strided]]]:
@@ -243,7 +249,7 @@ def set_conv(conv: nn.Conv2d, kernel: int, stride: int, method: str) -> dict | N
         stats = kernel_stats.to_dict() if not values.is_meta else None
         scale = getattr(conv, "scale", None)
         if isinstance(scale, float):  # timm's ScaledStdConv2d: gain * fan_in ** -0.5, fan-in changed
-            conv.scale = scale * math.sqrt((old_kernel * old_kernel) / (kernel * kernel))
+            conv.scale = scale * math.sqrt((old_kernel * old_kernel) / (kernel * kernel))  # type: ignore[assignment]  # torch's stub wrongly limits Module attributes to Tensor | Module
     return stats
 
 
@@ -259,7 +265,7 @@ def _describe(module: nn.Module) -> str:
     kind = _kind(module)
     if kind is None:
         return "dropped"
-    if kind == "conv":
+    if isinstance(module, nn.Conv2d):  # kind "conv"
         return f"{module.kernel_size[0]}x{module.kernel_size[1]}/{_stride(module)}"
     return f"{type(module).__name__} /{_stride(module)}"
 
@@ -276,7 +282,7 @@ def remove_strides(model: nn.Module, plan: GeometryPlan, method: str, changes: C
     for name, stride in plan.removed.items():
         module = get_module(model, name, "strided layer")
         old_stride = _stride(module)
-        if _kind(module) == "conv":
+        if isinstance(module, nn.Conv2d):  # kind "conv"
             kernel, old = _pair(module.kernel_size)[0], _describe(module)
             patchify = kernel == old_stride and _pair(module.padding)[0] == 0 and kernel > 1
             new_kernel = kernel * stride // old_stride if patchify else kernel
@@ -287,7 +293,7 @@ def remove_strides(model: nn.Module, plan: GeometryPlan, method: str, changes: C
                 changes.remove(f"{name}.{key}", "pool dropped by stem small")
             set_module(model, name, nn.Identity())
         else:
-            module.stride = stride
+            module.stride = stride  # type: ignore[assignment]  # torch's stub wrongly limits Module attributes to Tensor | Module
 
 
 def _resize_patch_embed(model: nn.Module, name: str, conv: nn.Conv2d, plan: GeometryPlan, patch: int) -> nn.Conv2d:
@@ -296,13 +302,14 @@ def _resize_patch_embed(model: nn.Module, name: str, conv: nn.Conv2d, plan: Geom
     conv to change: the embedding's new one, still holding the old kernel for :func:`set_conv`."""
     parent_name, _, leaf = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
-    if leaf != "proj" or type(parent).__name__ != "PatchEmbed" or not hasattr(parent, "set_input_size"):
+    set_input_size = getattr(parent, "set_input_size", None)
+    if leaf != "proj" or type(parent).__name__ != "PatchEmbed" or not callable(set_input_size):
         return conv
     native_side = plan.native_trace.inputs[name][0][0]
     # Its input side at 56 px: shrunk 4x with the image, grown back by every step taken out before it.
     earlier = math.prod(s.stride // plan.removed[s.name] for s in plan.strided if s.name in plan.removed and s.in_size[0] > native_side)
     side = native_side * plan.inner * earlier // plan.native
-    parent.set_input_size(img_size=(side, side), patch_size=(patch, patch))
+    set_input_size(img_size=(side, side), patch_size=(patch, patch))
     parent.proj = conv  # timm resampled a copy its own way; the kernel_resize method decides, in set_conv
     return conv
 
@@ -400,7 +407,7 @@ def refused_in_one_line(what: str):
     return decorate
 
 
-def fit_other_sizes(model: nn.Module, spec, layer: nn.Module | None, inner: int, what: str, changes: Changes) -> None:
+def fit_other_sizes(model: nn.Module, spec, layer: InputLayer | None, inner: int, what: str, changes: Changes) -> None:
     """Put ``layer`` (an input upsampling, or nothing) in front and check 64 px input. A network with
     layers fixed to one size (attention biases, position tables) fails there: it gets an input
     layer that resizes any input to ``inner`` px instead, and the report says so."""

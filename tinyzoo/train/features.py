@@ -33,8 +33,8 @@ class FeatureCache:
     module at ``path``; ``labels`` is int64 ``(N,)``.
     """
 
-    features: dict
-    labels: object
+    features: dict[str, torch.Tensor]
+    labels: torch.Tensor
     views: int
 
     def __len__(self) -> int:
@@ -84,7 +84,7 @@ def render_view(pipeline, images, view: tuple[int, int, bool]):
 class HeadInputs:
     """Forward pre-hooks that record the input of each head module during a forward."""
 
-    def __init__(self, model, paths):
+    def __init__(self, model, paths) -> None:
         self.paths = list(paths)
         self.captured: dict = {}
         self.handles = [model.get_submodule(p).register_forward_pre_hook(self._hook(p)) for p in self.paths]

@@ -114,7 +114,7 @@ def set_train_mode(model, freeze_bn: bool = True) -> None:
     model.train()
     if not freeze_bn:
         return
-    frozen_roots = []
+    frozen_roots: list[str] = []
     for name, module in model.named_modules():
         if any(name.startswith(root + ".") for root in frozen_roots):
             continue

@@ -329,7 +329,7 @@ class RunDir:
             train_loss = [r["train_loss"] for r in records]
             ax_loss.plot(epochs, train_loss, color="C0", label="train")
             ax_acc.plot(epochs, [100 * r["train_top1"] for r in records], color="C0", label="train top-1")
-            val = [(r["epoch"], r.get("val_loss"), r.get("val_top1")) for r in records if r.get("val_top1") is not None]
+            val = [(r["epoch"], r.get("val_loss"), r["val_top1"]) for r in records if r.get("val_top1") is not None]
             if val:
                 ax_loss.plot([v[0] for v in val], [v[1] for v in val], color="C1", label="validation")
                 ax_acc.plot([v[0] for v in val], [100 * v[2] for v in val], color="C1", label="validation top-1")

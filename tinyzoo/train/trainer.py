@@ -205,7 +205,7 @@ class Trainer:
         for index in range(len(self.recipe.stages)):
             check_stage_length(self, index)
         check_input_size(model, self.data.train_pipeline.crop, what="training crops (data.train.crop)", training=True)
-        check_input_size(model, self.data.preprocess.crop, what="evaluation crops (evaluation.crop)")
+        check_input_size(model, self.data.preprocess.view_side, what="evaluation crops (evaluation.crop)")
 
     def _fresh_model(self):
         torch.manual_seed(self.recipe.run.seed)
