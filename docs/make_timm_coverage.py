@@ -15,6 +15,7 @@ tensors.
     .venv/bin/python docs/make_timm_coverage.py               # the table and the modules' entries
     .venv/bin/python docs/make_timm_coverage.py --all         # and every model's stems (about an hour)
     .venv/bin/python docs/make_timm_coverage.py --table-only  # the table again from the JSON
+    .venv/bin/python docs/make_timm_coverage.py --module vision_transformer_hybrid  # one module again
 """
 
 from __future__ import annotations
@@ -131,18 +132,19 @@ def model_stems(name: str, module_stems: list[str]) -> list[str]:
     return ["keep", *[s for s in tried if try_stem(spec, s, []).ok], "resize"]
 
 
-def sweep_all(entries: dict) -> dict:
-    """Every timm model's working stems (``--all``)."""
+def sweep_all(entries: dict, only: set[str] | None = None) -> dict:
+    """Every timm model's working stems (``--all``), trying the stems its module's model has; or
+    those of the modules in ``only``, trying every stem (a module's models can differ from it)."""
     from tinyzoo.timm_catalog import timm_module
 
     found = {}
-    names = timm.list_models()
+    names = [n for n in timm.list_models() if only is None or timm_module(n) in only]
     started = time.time()
     for index, name in enumerate(names, 1):
         module = timm_module(name)
-        module_stems = entries.get(module, {}).get("stems", ["keep", "resize"])
+        module_stems = ["small", "small-up2"] if only else entries.get(module, {}).get("stems", ["keep", "resize"])
         try:
-            found[name] = model_stems(name, module_stems) if name != entries.get(module, {}).get("model") else module_stems
+            found[name] = model_stems(name, module_stems) if name != entries.get(module, {}).get("model") else entries[module]["stems"]
         except Exception as exc:  # a model timm cannot build on the meta device keeps keep/resize only
             print(f"{name}: {type(exc).__name__}: {exc}", file=sys.stderr)
             found[name] = ["keep", "resize"]
@@ -158,20 +160,43 @@ def write_coverage(data: dict) -> None:
     COVERAGE_FILE.write_text(head[:-2] + ',\n "models": {\n' + ",\n".join(lines) + "\n }\n}\n")
 
 
+def measure_modules(modules: list[str]) -> dict:
+    """Each module's entry, measured on its model of :data:`MODELS` (and MACs)."""
+    entries = {}
+    for module in modules:
+        entries[module] = module_entry(measure(MODELS[module], with_macs=True))
+        print(f"{module}: {MODELS[module]}: {', '.join(entries[module]['stems'])}", file=sys.stderr)
+    return entries
+
+
+def remeasure(previous: dict, modules: list[str]) -> dict:
+    """``previous`` with ``modules`` measured again: their entries and every model of theirs."""
+    unknown = [m for m in modules if m not in MODELS]
+    if unknown:
+        raise SystemExit(f"make_timm_coverage.py: no timm module {unknown[0]!r} in MODELS; choose from {', '.join(sorted(MODELS))}")
+    if previous.get("timm_version") != timm.__version__:
+        raise SystemExit(f"make_timm_coverage.py: {COVERAGE_FILE} was measured with timm {previous.get('timm_version')}, "
+                         f"this is timm {timm.__version__}: measure everything again (--all)")
+    entries = {**previous["modules"], **measure_modules(modules)}
+    models = {**previous.get("models", {}), **sweep_all(entries, set(modules))}
+    return {**previous, "modules": entries, "models": models}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--all", action="store_true", help="also measure every timm model (slow)")
     parser.add_argument("--table-only", action="store_true", help="rewrite the docs table from the JSON, measuring nothing")
+    parser.add_argument("--module", action="append", default=[], help="measure only this timm module again (repeatable)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # timm's resampling notices
     previous = json.loads(COVERAGE_FILE.read_text()) if COVERAGE_FILE.exists() else {}
-    if args.table_only:
-        write_doc(table(previous["modules"], previous.get("models", {}), previous["timm_version"]))
+    if args.table_only or args.module:
+        data = remeasure(previous, args.module) if args.module else previous
+        if args.module:
+            write_coverage(data)
+        write_doc(table(data["modules"], data.get("models", {}), data["timm_version"]))
         return
-    entries = {}
-    for module, name in MODELS.items():
-        entries[module] = module_entry(measure(name, with_macs=True))
-        print(f"{module}: {name}: {', '.join(entries[module]['stems'])}", file=sys.stderr)
+    entries = measure_modules(list(MODELS))
     models = sweep_all(entries) if args.all else previous.get("models", {})
     data = {
         "generated_by": "docs/make_timm_coverage.py",

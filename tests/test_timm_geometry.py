@@ -56,6 +56,17 @@ def test_at_least_40_modules_keep_their_geometry_at_56_px():
     assert len(exact) >= 40
 
 
+def test_no_listed_stem_changes_a_stage_size_more_than_the_nearest_whole_strides_can():
+    # 299 px networks at 56 px land within a factor 0.6 to 1.4 of their native sizes; a stem that
+    # kept a hybrid ViT's 7x7 grid as 1x1 was listed before the grid was measured.
+    for module, entry in MODULES.items():
+        for key in ("small_sizes", "small_up2_sizes"):
+            for native, small in zip(entry["native_sizes"], entry[key] or ()):
+                if native is None and small is None:  # coat's stages give no map the sweep can read
+                    continue
+                assert 0.5 <= small / native <= 2, (module, key, native, small)
+
+
 def test_catalog_lists_the_sweeps_stems_and_falls_back_to_keep_and_resize():
     assert timm_spec("tf_efficientnet_lite0").stems == ("keep", "small", "small-up2", "resize")
     assert timm_spec("resnet18").stems == ("keep", "small", "resize")
@@ -222,6 +233,21 @@ def test_swin_windows_that_do_not_tile_the_grid_are_refused():
     assert str(error.value) == (
         "stem small cannot adapt 'timm:swin_tiny_patch4_window7_224': its 5x5 windows do not tile stage 0's 56x56 grid at 56 px"
     )
+
+
+@pytest.mark.parametrize("name,found,planned,native", [
+    ("vit_tiny_r_s16_p8_224", 1, 7, 7),      # a 4x backbone, then 8x8 patches
+    ("vit_small_r26_s32_224", 2, 56, 7),     # a 32x ResNet-26, then 1x1 patches
+])
+def test_hybrid_vits_are_refused_with_both_grids(name, found, planned, native):
+    with pytest.raises(TinyzooError) as error:
+        adapt_meta(timm_spec(name), "small")
+    assert str(error.value) == (
+        f"stem small cannot adapt 'timm:{name}': its HybridEmbed gives {found}x{found} tokens at 56 px, not the "
+        f"{planned}x{planned} its patches would (layers before the patch conv reduce the image too; the native grid "
+        f"is {native}x{native}); use --stem keep or resize"
+    )
+    assert timm_spec(name).stems == ("keep", "resize")
 
 
 WNIDS = ["n01440764", "n01443537", "n02102040"]  # tench, goldfish, English springer

@@ -17,6 +17,10 @@ divide both 56 and 64, so the full 64 px images give whole grids too.
   layer resizes anything else (64 px images) to 56 first; the report says so.
 - Swin's windows must tile every stage's grid; when they do not, the adapter refuses and says
   which stage and window.
+- The grid is measured, not assumed: the patch embedding's output at 56 px must be the planned
+  grid. A hybrid ViT's embedding runs a convolutional backbone before its patches (timm's
+  ``HybridEmbed``, which reduces the image 4x to 32x first), so its grid shrinks by that much
+  more; such a model is refused in one line rather than listed with a 1x1 grid.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from tinyzoo.adapt_report import Changes
 from tinyzoo.errors import TinyzooError
 from tinyzoo.specs import CROP_SIZE
 from tinyzoo.surgery.kernels import resampled_conv
-from tinyzoo.surgery.timm_geometry import fit_other_sizes, guarded_trace, refused_in_one_line
+from tinyzoo.surgery.meta_trace import meta_forward
+from tinyzoo.surgery.timm_geometry import fit_other_sizes, guarded_trace, output_side, refused_in_one_line
 
 PATCHES = (1, 2, 4, 8)  # each divides 56 and 64
 
@@ -124,6 +129,20 @@ def _set_input_size(model: nn.Module, embed: nn.Module, spec, grid: int, patch: 
     embed_set(img_size=size, patch_size=patch_size)  # only the patch embedding knows its size
 
 
+def check_grid(model: nn.Module, embed: nn.Module, name: str, grid: int, planned: int, channels: int) -> None:
+    """The patch embedding's token grid at 56 px, measured on the meta device, must be ``planned``
+    (a ``(tokens, channels)`` list or an NHWC map); a one-line refusal otherwise."""
+    found: list[int | None] = []
+    meta_forward(model, CROP_SIZE, [(embed, None, lambda m, a, out: found.append(output_side(out, channels)))])
+    if found[:1] != [planned]:
+        side = "?" if not found or found[0] is None else found[0]
+        raise TinyzooError(
+            f"stem small cannot adapt {name!r}: its {type(embed).__name__} gives {side}x{side} tokens at {CROP_SIZE} px, "
+            f"not the {planned}x{planned} its patches would (layers before the patch conv reduce the image too; "
+            f"the native grid is {grid}x{grid}); use --stem keep or resize"
+        )
+
+
 @refused_in_one_line("stem small")
 def small_stem_patch(model: nn.Module, spec, *, kernel_resize: str = "bicubic") -> tuple[nn.Module, Changes]:
     """Patches shrunk so 56 px input gives the native token grid (or the nearest); the module
@@ -143,6 +162,7 @@ def small_stem_patch(model: nn.Module, spec, *, kernel_resize: str = "bicubic") 
     resized = _declare_resized(changes, before, {k: tuple(v.shape) for k, v in model.state_dict().items()}, f"{key}.weight")
     windows = _check_windows(spec.name, old_windows, _windows(model))
     guarded_trace(model, CROP_SIZE, spec.name, "stem small")
+    check_grid(model, embed, spec.name, grid, new_grid, proj.out_channels)
     fit_other_sizes(model, spec, None, CROP_SIZE, "stem small", changes)
     kept = "kept" if new_grid == grid else f"nearest to the native {grid}x{grid}"
     changes.note(
