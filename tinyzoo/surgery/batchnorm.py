@@ -107,12 +107,9 @@ def _forward_all(model: nn.Module, batches: Iterable[Tensor]) -> int:
     return seen
 
 
-def input_moments(model: nn.Module, batches: Iterable[Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
-    """Each BatchNorm's input ``(mean, population variance)`` per channel (float64) over ``batches``,
-    with the model in eval mode (as at inference); the model is not changed."""
-    layers = batchnorms(model)
-    moments = {name: Moments() for name in layers}
-    handles = [layer.register_forward_pre_hook(_recorder(moments[name])) for name, layer in layers.items()]
+def _forward_hooked(model: nn.Module, batches: Iterable[Tensor], handles: list) -> None:
+    """:func:`_forward_all` in eval mode (as at inference); the hooks behind ``handles`` are removed
+    and the model's mode restored afterwards, whatever happens."""
     training = model.training
     model.eval()
     try:
@@ -121,6 +118,15 @@ def input_moments(model: nn.Module, batches: Iterable[Tensor]) -> dict[str, tupl
         for handle in handles:
             handle.remove()
         model.train(training)
+
+
+def input_moments(model: nn.Module, batches: Iterable[Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
+    """Each BatchNorm's input ``(mean, population variance)`` per channel (float64) over ``batches``,
+    with the model in eval mode (as at inference); the model is not changed."""
+    layers = batchnorms(model)
+    moments = {name: Moments() for name in layers}
+    handles = [layer.register_forward_pre_hook(_recorder(moments[name])) for name, layer in layers.items()]
+    _forward_hooked(model, batches, handles)
     return {name: m.mean_var() for name, m in moments.items() if m.count}
 
 
@@ -181,14 +187,7 @@ def recalibrate(
         # ``reference`` was checked above for "relative".
         ref = tuple(t.to(stored[0].device) for t in reference[name]) if method == "relative" and reference is not None else None
         handles.append(layer.register_forward_pre_hook(_calibrator(method, moments[name], stored, ref)))
-    training = model.training
-    model.eval()
-    try:
-        _forward_all(model, batches)
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(training)
+    _forward_hooked(model, batches, handles)
     unused = [name for name, m in moments.items() if not m.count]
     if unused:
         raise TinyzooError(f"BatchNorm {unused[0]!r} saw no input during recalibration; it is not on the forward path")
