@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from tinyzoo.errors import TinyzooError, one_line
-from tinyzoo.hub.hf import COMMIT_RE, evict, verify_hub_file
+from tinyzoo.hub.hf import COMMIT_RE, evict, is_unreachable, verify_hub_file
 from tinyzoo.hub.settings import DEFAULT_REVISION, hub_cache_dir, hub_endpoint, offline_mode, request_timeout
 
 HUB_VALUE_RE = re.compile(r"hf:([A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(\S+))?")
@@ -126,14 +126,6 @@ def download_files(repo_id: str, revision: str, commit: str, files: list[str]) -
                 evict(path)
                 raise
     return snapshot
-
-
-def is_unreachable(exc: BaseException) -> bool:
-    """Whether ``exc`` means the Hub could not be reached (rather than answered "no")."""
-    import httpx2
-    from huggingface_hub import errors
-
-    return isinstance(exc, (httpx2.TransportError, errors.OfflineModeIsEnabled, ConnectionError, TimeoutError))
 
 
 def dataset_error(exc: BaseException, repo_id: str, revision: str, *, filename: str | None = None, cached_note: bool = False) -> TinyzooError:

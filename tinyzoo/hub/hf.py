@@ -86,9 +86,16 @@ def how_to_copy(fetch_name: str, repo_id: str) -> str:
     return how_to_proceed(fetch_name, f"the folder {hub_repo_folder(repo_id)}", hub_cache_dir())
 
 
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the Hub could not be reached (rather than answered "no")."""
+    import httpx2
+    from huggingface_hub import errors
+
+    return isinstance(exc, (httpx2.TransportError, errors.OfflineModeIsEnabled, ConnectionError, TimeoutError))
+
+
 def hub_error(exc: BaseException, repo_id: str, filename: str, revision: str, fetch_name: str) -> TinyzooError:
     """A one-line error for a failed Hub call (imports huggingface_hub, which is loaded by then)."""
-    import httpx2
     from huggingface_hub import errors
 
     where = f"{repo_id}/{filename}@{revision}"
@@ -110,7 +117,7 @@ def hub_error(exc: BaseException, repo_id: str, filename: str, revision: str, fe
     if isinstance(exc, errors.HfHubHTTPError):
         status = getattr(getattr(exc, "response", None), "status_code", "?")
         return TinyzooError(f"the Hub at {endpoint} answered HTTP {status} for {where}; try again later, or {how_to_copy(fetch_name, repo_id)}")
-    if isinstance(exc, (httpx2.TransportError, errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError, ConnectionError)):
+    if is_unreachable(exc) or isinstance(exc, errors.LocalEntryNotFoundError):
         return TinyzooError(
             f"this machine cannot reach the Hub at {endpoint} ({type(exc).__name__}), and {where} is not in its Hugging Face cache "
             f"{hub_cache_dir()}: {how_to_copy(fetch_name, repo_id)}"
